@@ -1,0 +1,147 @@
+"""Backbones behind one packed interface: token ids laid end to end -> one state per token.
+
+``Lfm2Backbone`` is our own bidirectional LFM2 (no remote code); ``AutoModelBackbone``
+serves every other sentence-transformers / PyLate checkpoint through transformers'
+``AutoModel`` (BERT, XLM-R, ...), padding per batch because those models want it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from .config import Lfm2Config
+from .errors import CheckpointError
+from .loading import load_weights, read_json, strip_prefix
+from .modeling_lfm2 import Lfm2Model
+
+__all__ = ["AutoModelBackbone", "Backbone", "Lfm2Backbone", "load_backbone"]
+
+_LFM2_PREFIXES = ("model.", "lfm2.")
+# Heads some LFM2 checkpoints carry that an encoder does not use.
+_IGNORED_PREFIXES = ("lm_head.",)
+
+
+class Backbone(Protocol):
+    """What the encoders need from a model."""
+
+    hidden_size: int
+    pad_token_id: int
+    bos_token_id: int | None
+    eos_token_id: int | None
+
+    def __call__(
+        self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``[T] int64`` ids, ``[B+1] int32`` boundaries, ``[T] bool`` keys -> ``[T, H]`` states."""
+        ...
+
+    def to(self, *args: object, **kwargs: object) -> Backbone: ...
+
+
+class Lfm2Backbone(nn.Module):
+    """Our bidirectional LFM2 encoder behind the packed interface."""
+
+    def __init__(self, model: Lfm2Model, config: Lfm2Config):
+        super().__init__()
+        self.model = model
+        self.hidden_size = config.hidden_size
+        self.pad_token_id = config.pad_token_id
+        self.bos_token_id: int | None = config.bos_token_id
+        self.eos_token_id: int | None = config.eos_token_id
+
+    def forward(
+        self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.model(input_ids, cu_seqlens, key_mask)
+
+    @classmethod
+    def from_folder(cls, folder: Path, *, allow_pickle: bool = False) -> Lfm2Backbone:
+        """Build from ``config.json`` + weights; refuses weights that do not fit the config."""
+        config = Lfm2Config.from_dict(
+            read_json(folder, "config.json"), source=str(folder / "config.json")
+        )
+        state = strip_prefix(load_weights(folder, allow_pickle=allow_pickle), _LFM2_PREFIXES)
+        state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
+        model = Lfm2Model(config)
+        check_state_dict(model, state, folder)
+        model.load_state_dict(state, strict=True)
+        return cls(model.eval(), config)
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Raise ``CheckpointError`` naming missing, unexpected or mis-shaped weights."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} weights (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected weights (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"weights in {folder} do not match its config.json: " + "; ".join(problems)
+        )
+
+
+class AutoModelBackbone(nn.Module):
+    """A transformers ``AutoModel`` (no remote code) behind the packed interface."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        cfg: Any = model.config
+        self.hidden_size = int(cfg.hidden_size)
+        self.pad_token_id = int(cfg.pad_token_id or 0)
+        self.bos_token_id = None
+        self.eos_token_id = getattr(cfg, "eos_token_id", None)
+
+    @classmethod
+    def from_folder(cls, folder: Path, *, allow_pickle: bool = False) -> AutoModelBackbone:
+        from transformers import AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(
+                str(folder), trust_remote_code=False, use_safetensors=None if allow_pickle else True
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"cannot load the model in {folder} with transformers' AutoModel "
+                f"(lfm-retrieval never runs a repository's own code): {exc}"
+            ) from exc
+        return cls(model.eval())
+
+    def forward(
+        self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        batch, longest = len(lengths), int(lengths.max())
+        rows = torch.repeat_interleave(torch.arange(batch, device=input_ids.device), lengths)
+        cols = (
+            torch.arange(input_ids.numel(), device=input_ids.device) - cu_seqlens[:-1].long()[rows]
+        )
+        ids = input_ids.new_full((batch, longest), self.pad_token_id)
+        ids[rows, cols] = input_ids
+        mask = torch.zeros(batch, longest, dtype=torch.long, device=input_ids.device)
+        mask[rows, cols] = 1 if key_mask is None else key_mask.long()
+        out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return out[rows, cols]
+
+
+def load_backbone(folder: Path, *, allow_pickle: bool = False) -> Lfm2Backbone | AutoModelBackbone:
+    """Our LFM2 for ``model_type: lfm2``, transformers' AutoModel for anything else."""
+    config = read_json(folder, "config.json")
+    if config.get("model_type") == "lfm2":
+        return Lfm2Backbone.from_folder(folder, allow_pickle=allow_pickle)
+    return AutoModelBackbone.from_folder(folder, allow_pickle=allow_pickle)

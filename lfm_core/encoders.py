@@ -1,0 +1,612 @@
+"""``DenseEncoder`` and ``LateInteractionEncoder``: texts in, vectors out, in input order.
+
+Both share one pipeline: validate -> tokenize (next chunk prefetched in a thread) ->
+plan batches by token budget -> packed forward (out-of-memory splits the batch) -> head.
+A text's vectors never depend on the other texts of its batch: sequences are packed,
+not padded, so nothing of a neighbour reaches the convolution or the attention.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
+from .batching import plan_batches, prefetch, split_on_oom
+from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
+from .errors import CheckpointError, InputError
+from .loading import (
+    LinearSpec,
+    ModuleSpec,
+    read_colbert_head,
+    read_dense_head,
+    read_linear,
+    read_max_length,
+    read_modules,
+    resolve_checkpoint,
+)
+from .scoring import maxsim
+from .tokenization import TextTokenizer
+from .validation import validate_text, validate_texts
+
+__all__ = ["DenseEncoder", "LateInteractionEncoder"]
+
+logger = logging.getLogger("lfm_core")
+
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+Out = TypeVar("Out")
+
+# Texts tokenized per chunk: big enough to sort well by length, small enough that the
+# next chunk's tokenization overlaps the current chunk's forward passes.
+_CHUNK_TEXTS = 4096
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> cuda, then mps, then cpu; anything else as given."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: DTypeName | torch.dtype, device: torch.device) -> torch.dtype:
+    """``"auto"`` -> bfloat16 on CUDA, float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; supported: auto, {', '.join(table)}")
+    return table[dtype]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Token ids of one chunk of texts, ready for batching."""
+
+    ids: list[list[int]]
+    key_masks: list[list[bool]] | None
+    n_truncated: int
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    folder: Path
+    modules: list[ModuleSpec]
+    backbone: Lfm2Backbone | AutoModelBackbone
+    tokenizer: TextTokenizer
+    max_length: int
+
+
+def _load(
+    name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    allow_pickle: bool,
+) -> _Loaded:
+    folder = resolve_checkpoint(
+        name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
+    )
+    modules = read_modules(folder)
+    body = modules[0].folder
+    backbone = load_backbone(body, allow_pickle=allow_pickle)
+    tokenizer = TextTokenizer.from_folder(body, bos_token_id=backbone.bos_token_id)
+    return _Loaded(folder, modules, backbone, tokenizer, read_max_length(body, 512))
+
+
+class _Encoder:
+    """The shared pipeline; subclasses add the head and the public verbs."""
+
+    def __init__(
+        self,
+        backbone: Lfm2Backbone | AutoModelBackbone,
+        tokenizer: TextTokenizer,
+        *,
+        model_name: str,
+        device: str | torch.device = "auto",
+        dtype: DTypeName | torch.dtype = "auto",
+        batching: BatchingConfig | None = None,
+        quantize: Literal["int8"] | None = None,
+        compile: bool = False,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model_name = model_name
+        self.batching = batching or BatchingConfig()
+        self.tokenizer = tokenizer
+        self._padded = isinstance(backbone, AutoModelBackbone)
+        module: torch.nn.Module = backbone.to(device=self.device, dtype=self.dtype)
+        if quantize == "int8":
+            module = _quantize_int8(module, self.device)
+        elif quantize is not None:
+            raise ValueError(f"unknown quantize {quantize!r}; supported: None, 'int8'")
+        self.backbone = backbone
+        self._forward_module: Callable[..., torch.Tensor] = (
+            torch.compile(module, dynamic=True) if compile else module
+        )
+
+    def _run(
+        self,
+        texts: list[str],
+        prepare: Callable[[list[str]], _Prepared],
+        head: Callable[[torch.Tensor, list[int], list[list[int]]], list[Out]],
+        *,
+        show_progress: bool | None,
+        limit: int,
+        what: str,
+    ) -> list[Out]:
+        """Encode ``texts`` through ``prepare`` and ``head``, returning outputs in input order."""
+        results: list[Out | None] = [None] * len(texts)
+        show = (
+            show_progress
+            if show_progress is not None
+            else len(texts) >= self.batching.progress_threshold
+        )
+        starts = range(0, len(texts), _CHUNK_TEXTS)
+        truncated = 0
+        with tqdm(total=len(texts), disable=not show, desc=f"Encoding {what}", unit="text") as bar:
+            chunks = (texts[s : s + _CHUNK_TEXTS] for s in starts)
+            for start, prep in zip(starts, prefetch(chunks, prepare)):
+                truncated += prep.n_truncated
+                plan = plan_batches(
+                    [len(ids) for ids in prep.ids],
+                    max_tokens=self.batching.max_tokens_per_batch,
+                    max_batch_size=self.batching.max_batch_size,
+                    padded=self._padded,
+                )
+                run_batch: Callable[[list[int]], list[Out]] = partial(
+                    self._forward, prep=prep, head=head
+                )
+                for batch in plan:
+                    outs = split_on_oom(run_batch, batch)
+                    for i, out in zip(batch, outs):
+                        results[start + i] = out
+                    bar.update(len(batch))
+        if truncated:
+            logger.warning(
+                "%d of %d %s were longer than %d tokens and were truncated to fit the model",
+                truncated,
+                len(texts),
+                what,
+                limit,
+            )
+        return results  # type: ignore[return-value]
+
+    def _forward(
+        self,
+        idx: list[int],
+        prep: _Prepared,
+        head: Callable[[torch.Tensor, list[int], list[list[int]]], list[Out]],
+    ) -> list[Out]:
+        seqs = [prep.ids[i] for i in idx]
+        lengths = [len(s) for s in seqs]
+        with torch.inference_mode():
+            ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(self.device)
+            cu = torch.tensor([0, *accumulate(lengths)], dtype=torch.int32).to(self.device)
+            key_mask = None
+            if prep.key_masks is not None:
+                flat = [m for i in idx for m in prep.key_masks[i]]
+                key_mask = torch.tensor(flat, dtype=torch.bool).to(self.device)
+            hidden = self._forward_module(ids, cu, key_mask)
+            return head(hidden, lengths, seqs)
+
+
+def _quantize_int8(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Dynamic int8 quantization of every ``nn.Linear`` (CPU only)."""
+    if device.type != "cpu":
+        raise ValueError("quantize='int8' is a CPU option; on GPU use dtype='bfloat16'")
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _apply_linear(x: torch.Tensor, spec: LinearSpec) -> torch.Tensor:
+    weight = spec.weight.to(device=x.device, dtype=x.dtype)
+    bias = None if spec.bias is None else spec.bias.to(device=x.device, dtype=x.dtype)
+    y = F.linear(x, weight, bias)
+    return torch.tanh(y) if spec.activation == "tanh" else y
+
+
+class DenseEncoder(_Encoder):
+    """One vector per text (sentence-transformers layout; LFM2.5-Embedding-350M or any other).
+
+    Example:
+        >>> enc = DenseEncoder.from_pretrained("LiquidAI/LFM2.5-Embedding-350M")  # doctest: +SKIP
+        >>> enc.encode_queries(["¿Dónde está mi pedido?"]).shape  # doctest: +SKIP
+        (1, 1024)
+    """
+
+    def __init__(
+        self,
+        backbone: Lfm2Backbone | AutoModelBackbone,
+        tokenizer: TextTokenizer,
+        head: DenseHeadConfig,
+        linears: Sequence[LinearSpec] = (),
+        **kwargs: object,
+    ) -> None:
+        super().__init__(backbone, tokenizer, **kwargs)  # type: ignore[arg-type]
+        self.head = head
+        self._linears = [
+            LinearSpec(
+                s.weight.float().to(self.device),
+                None if s.bias is None else s.bias.float().to(self.device),
+                s.activation,
+            )
+            for s in linears
+        ]
+        self.dim = int(self._linears[-1].weight.shape[0]) if self._linears else backbone.hidden_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "auto",
+        dtype: DTypeName | torch.dtype = "auto",
+        max_tokens_per_batch: int | None = None,
+        max_batch_size: int | None = None,
+        normalize: bool = True,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        allow_pickle: bool = False,
+        quantize: Literal["int8"] | None = None,
+        compile: bool = False,
+    ) -> DenseEncoder:
+        """Load a dense checkpoint from a hub id or a local folder.
+
+        Args:
+            model_name_or_path: hub id (``"LiquidAI/LFM2.5-Embedding-350M"``) or folder.
+            device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+            dtype: ``"auto"`` (bfloat16 on CUDA, float32 elsewhere) or a dtype.
+            max_tokens_per_batch: token budget of one forward pass.
+            max_batch_size: most texts in one forward pass.
+            normalize: L2-normalize the vectors (default; cosine = dot product).
+            revision: hub branch, tag or commit to pin.
+            cache_dir: hub cache folder.
+            allow_pickle: accept ``pytorch_model.bin`` weights (they can run code).
+            quantize: ``"int8"`` for dynamic int8 linear layers on CPU.
+            compile: wrap the backbone in ``torch.compile``.
+
+        Raises:
+            CheckpointError: the checkpoint is missing, unreachable, unsafe or inconsistent.
+        """
+        loaded = _load(
+            model_name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
+        )
+        head = read_dense_head(loaded.folder, loaded.modules, loaded.max_length)
+        head = DenseHeadConfig(
+            head.pooling, head.max_length, head.query_prompt, head.document_prompt, normalize
+        )
+        linears = [
+            read_linear(m.folder, allow_pickle=allow_pickle)
+            for m in loaded.modules
+            if m.kind == "dense"
+        ]
+        batching = BatchingConfig().replace(
+            max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
+        )
+        return cls(
+            loaded.backbone,
+            loaded.tokenizer,
+            head,
+            linears,
+            model_name=str(model_name_or_path),
+            device=device,
+            dtype=dtype,
+            batching=batching,
+            quantize=quantize,
+            compile=compile,
+        )
+
+    @property
+    def max_length(self) -> int:
+        """Most tokens per text (prompt and special tokens included); longer texts are cut."""
+        return self.head.max_length
+
+    def encode_queries(
+        self, texts: Iterable[str], *, show_progress: bool | None = None
+    ) -> np.ndarray:
+        """Encode search queries with the checkpoint's query prompt.
+
+        Args:
+            texts: the queries. An empty string gives the vector of the prompt alone.
+            show_progress: show a progress bar (default: for long inputs).
+
+        Returns:
+            ``[len(texts), dim]`` float32, L2-normalized unless built with ``normalize=False``.
+
+        Raises:
+            TypeError: ``texts`` is a bare string or an item is not a ``str``.
+        """
+        return self._encode(texts, self.head.query_prompt, show_progress, "queries")
+
+    def encode_documents(
+        self, texts: Iterable[str], *, show_progress: bool | None = None
+    ) -> np.ndarray:
+        """Encode documents with the checkpoint's document prompt; same contract as queries."""
+        return self._encode(texts, self.head.document_prompt, show_progress, "documents")
+
+    def _encode(
+        self, texts: Iterable[str], prompt: str, show_progress: bool | None, what: str
+    ) -> np.ndarray:
+        items = validate_texts(texts)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+
+        def prepare(chunk: list[str]) -> _Prepared:
+            tok = self.tokenizer.encode([prompt + t for t in chunk], self.head.max_length)
+            return _Prepared(tok.ids, None, tok.n_truncated)
+
+        rows = self._run(
+            items,
+            prepare,
+            self._pool,
+            show_progress=show_progress,
+            limit=self.head.max_length,
+            what=what,
+        )
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _pool(
+        self, hidden: torch.Tensor, lengths: list[int], seqs: list[list[int]]
+    ) -> list[np.ndarray]:
+        hidden = hidden.float()
+        n = torch.tensor(lengths, device=hidden.device)
+        ends = torch.cumsum(n, 0)
+        if self.head.pooling == "cls":
+            pooled = hidden[ends - n]
+        elif self.head.pooling == "lasttoken":
+            pooled = hidden[ends - 1]
+        else:
+            seg = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), n)
+            sums = torch.zeros(len(lengths), hidden.shape[1], device=hidden.device).index_add_(
+                0, seg, hidden
+            )
+            pooled = sums / n[:, None].float()
+        for spec in self._linears:
+            pooled = _apply_linear(pooled, spec)
+        if self.head.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+        return list(pooled.cpu().numpy())
+
+
+class LateInteractionEncoder(_Encoder):
+    """One vector per token, scored by MaxSim (PyLate layout; LFM2.5-ColBERT-350M or any other).
+
+    Example:
+        >>> col = LateInteractionEncoder.from_pretrained("LiquidAI/LFM2.5-ColBERT-350M")  # doctest: +SKIP
+        >>> col.rerank("where is my order", ["Orders ship in 2 days.", "Our cafe opens at 9."])  # doctest: +SKIP
+        [(0, 21.3), (1, 12.8)]
+    """
+
+    def __init__(
+        self,
+        backbone: Lfm2Backbone | AutoModelBackbone,
+        tokenizer: TextTokenizer,
+        head: ColBERTHeadConfig,
+        projection: LinearSpec,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(backbone, tokenizer, **kwargs)  # type: ignore[arg-type]
+        self.head = head
+        self.dim = head.dim
+        self._projection = LinearSpec(
+            projection.weight.float().to(self.device),
+            None if projection.bias is None else projection.bias.float().to(self.device),
+            projection.activation,
+        )
+        self._query_prefix_id = self._prefix_id(head.query_prefix)
+        self._document_prefix_id = self._prefix_id(head.document_prefix)
+        skip = {tokenizer.token_id(w) for w in head.skiplist_words}
+        self._skiplist = torch.tensor(sorted(i for i in skip if i is not None), dtype=torch.long)
+        # PyLate pads queries with the mask token; checkpoints without one (LFM2.5) use EOS,
+        # as their model card sets pad_token = eos_token.
+        expansion = tokenizer.mask_token_id
+        if expansion is None:
+            expansion = (
+                backbone.eos_token_id
+                if isinstance(backbone, Lfm2Backbone)
+                else tokenizer.pad_token_id
+            )
+        if expansion is None:
+            raise CheckpointError(
+                f"{self.model_name}: no mask, EOS or pad token to expand queries with"
+            )
+        self._expansion_id = int(expansion)
+
+    def _prefix_id(self, prefix: str) -> int:
+        tid = self.tokenizer.token_id(prefix)
+        if tid is None:
+            raise CheckpointError(
+                f"prefix token {prefix!r} of {self.model_name} is not in its tokenizer's vocabulary"
+            )
+        return tid
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "auto",
+        dtype: DTypeName | torch.dtype = "auto",
+        max_tokens_per_batch: int | None = None,
+        max_batch_size: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        allow_pickle: bool = False,
+        quantize: Literal["int8"] | None = None,
+        compile: bool = False,
+    ) -> LateInteractionEncoder:
+        """Load a PyLate ColBERT checkpoint from a hub id or a local folder.
+
+        Arguments as :meth:`DenseEncoder.from_pretrained` (no ``normalize``: ColBERT
+        vectors are always L2-normalized).
+        """
+        loaded = _load(
+            model_name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
+        )
+        dense = [m for m in loaded.modules if m.kind == "dense"]
+        if len(dense) != 1:
+            raise CheckpointError(
+                f"{loaded.folder} has {len(dense)} Dense modules in modules.json; a PyLate "
+                f"ColBERT checkpoint has exactly one (the projection, e.g. 1_Dense)"
+            )
+        projection = read_linear(dense[0].folder, allow_pickle=allow_pickle)
+        head = read_colbert_head(loaded.folder, dim=int(projection.weight.shape[0]))
+        batching = BatchingConfig().replace(
+            max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
+        )
+        return cls(
+            loaded.backbone,
+            loaded.tokenizer,
+            head,
+            projection,
+            model_name=str(model_name_or_path),
+            device=device,
+            dtype=dtype,
+            batching=batching,
+            quantize=quantize,
+            compile=compile,
+        )
+
+    @property
+    def query_length(self) -> int:
+        return self.head.query_length
+
+    @property
+    def document_length(self) -> int:
+        return self.head.document_length
+
+    def encode_queries(
+        self, texts: Iterable[str], *, show_progress: bool | None = None
+    ) -> list[np.ndarray]:
+        """Encode queries: ``[Q]`` after the first token, expanded to ``query_length`` tokens.
+
+        Expansion tokens are masked as attention keys (unless the checkpoint says
+        ``attend_to_expansion_tokens``) but their vectors are returned: that is what
+        query expansion is for.
+
+        Returns:
+            One ``[query_length, dim]`` float32 array per query, each row L2-normalized.
+        """
+        items = validate_texts(texts)
+        limit = self.head.query_length - 1  # room for the prefix token
+
+        def prepare(chunk: list[str]) -> _Prepared:
+            tok = self.tokenizer.encode(chunk, limit)
+            ids, masks = [], []
+            for seq in tok.ids:
+                real = len(seq) + 1
+                pad = limit - len(seq) if self.head.do_query_expansion else 0
+                ids.append([*seq[:1], self._query_prefix_id, *seq[1:], *[self._expansion_id] * pad])
+                masks.append([True] * real + [self.head.attend_to_expansion_tokens] * pad)
+            return _Prepared(ids, masks, tok.n_truncated)
+
+        return self._run(
+            items,
+            prepare,
+            self._project_all,
+            show_progress=show_progress,
+            limit=limit,
+            what="queries",
+        )
+
+    def encode_documents(
+        self, texts: Iterable[str], *, show_progress: bool | None = None
+    ) -> list[np.ndarray]:
+        """Encode documents: ``[D]`` after the first token; punctuation (skiplist) vectors dropped.
+
+        Returns:
+            One ``[n_tokens_i, dim]`` float32 array per document, each row L2-normalized.
+            An empty string keeps the vectors of its special and prefix tokens.
+        """
+        items = validate_texts(texts)
+        limit = self.head.document_length - 1
+
+        def prepare(chunk: list[str]) -> _Prepared:
+            tok = self.tokenizer.encode(chunk, limit)
+            ids = [[*seq[:1], self._document_prefix_id, *seq[1:]] for seq in tok.ids]
+            return _Prepared(ids, None, tok.n_truncated)
+
+        return self._run(
+            items,
+            prepare,
+            self._project_kept,
+            show_progress=show_progress,
+            limit=limit,
+            what="documents",
+        )
+
+    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.normalize(_apply_linear(hidden.float(), self._projection), dim=-1)
+
+    def _project_all(
+        self, hidden: torch.Tensor, lengths: list[int], seqs: list[list[int]]
+    ) -> list[np.ndarray]:
+        vectors = self._project(hidden).cpu().numpy()
+        return np.split(vectors, np.cumsum(lengths)[:-1])
+
+    def _project_kept(
+        self, hidden: torch.Tensor, lengths: list[int], seqs: list[list[int]]
+    ) -> list[np.ndarray]:
+        ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
+        keep = ~torch.isin(ids, self._skiplist)
+        vectors = self._project(hidden).cpu().numpy()
+        parts = np.split(vectors, np.cumsum(lengths)[:-1])
+        keeps = np.split(keep.numpy(), np.cumsum(lengths)[:-1])
+        return [p[k] for p, k in zip(parts, keeps)]
+
+    def score(
+        self, query_vectors: np.ndarray, document_vectors: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """MaxSim of one query against each document (see :func:`lfm_core.scoring.maxsim`).
+
+        Args:
+            query_vectors: ``[n_query_tokens, dim]`` float32, from :meth:`encode_queries`.
+            document_vectors: ``[n_tokens_i, dim]`` float32 arrays, from :meth:`encode_documents`.
+
+        Returns:
+            ``[len(document_vectors)]`` float32 scores.
+        """
+        return maxsim(query_vectors, document_vectors, device=self.device)
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None
+    ) -> list[tuple[int, float]]:
+        """Rank ``documents`` for ``query`` by MaxSim, with no index.
+
+        Args:
+            query: the query text.
+            documents: candidate texts.
+            top_k: keep the best ``top_k`` (default: all).
+
+        Returns:
+            ``(index into documents, score)`` pairs, best first; ties keep input order.
+        """
+        validate_text(query)
+        docs = validate_texts(documents, "documents")
+        if top_k is not None and top_k < 0:
+            raise InputError(f"top_k must be >= 0, got {top_k}")
+        if not docs:
+            return []
+        scores = self.score(self.encode_queries([query])[0], self.encode_documents(docs))
+        order = np.argsort(-scores, kind="stable")
+        return [
+            (int(i), float(scores[i])) for i in order[: top_k if top_k is not None else len(docs)]
+        ]

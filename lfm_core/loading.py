@@ -1,0 +1,308 @@
+"""Checkpoint files -> configs and state dicts.
+
+Reads the sentence-transformers and PyLate on-disk layouts as they are
+(``modules.json``, ``config_sentence_transformers.json``, ``sentence_bert_config.json``,
+``1_Pooling/config.json``, ``1_Dense/config.json``); the ``type`` strings in
+``modules.json`` are matched against a fixed table and never imported. Only
+safetensors are read unless the caller opts in to pickle weights, and nothing from a
+model repository is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+)
+from safetensors.torch import load_file
+
+from .config import ColBERTHeadConfig, DenseHeadConfig, PoolingMode
+from .errors import CheckpointError
+
+ModuleKind = Literal["transformer", "pooling", "dense", "normalize"]
+
+# modules.json `type` -> what it is. Class names from sentence-transformers (old and new
+# module paths) and PyLate; anything else is refused rather than imported.
+_MODULE_CLASSES: dict[str, ModuleKind] = {
+    "Transformer": "transformer",
+    "Pooling": "pooling",
+    "Dense": "dense",
+    "Normalize": "normalize",
+}
+_MODULE_PACKAGES = ("sentence_transformers.", "pylate.")
+
+# Files fetched from the hub. No code (*.py) ever; pickles only on request.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
+_PICKLE_PATTERNS = ["*.bin"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+# Key renames for config_sentence_transformers.json (older PyLate spellings).
+_LEGACY_COLBERT_KEYS = {"query_token": "query_prefix", "document_token": "document_prefix"}
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One entry of ``modules.json``: what it is and the folder holding its files."""
+
+    kind: ModuleKind
+    folder: Path
+    type_name: str
+
+
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    allow_pickle: bool = False,
+) -> Path:
+    """Return a local folder for a hub id or a local path, downloading if needed.
+
+    Args:
+        name_or_path: a local folder, or a Hugging Face Hub id such as
+            ``"LiquidAI/LFM2.5-Embedding-350M"``.
+        revision: a branch, tag or commit to pin (hub ids only).
+        cache_dir: where hub downloads are cached (default: the hub's own).
+        allow_pickle: also fetch ``*.bin`` pickle weights.
+
+    Raises:
+        CheckpointError: the folder does not exist, the id is malformed, or the hub
+            cannot be reached and the model is not cached.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    name = str(name_or_path)
+    if path.is_absolute() or name.startswith((".", "~")) or ".." in Path(name).parts:
+        raise CheckpointError(f"model folder {name!r} does not exist")
+    if not _REPO_ID.match(name):
+        raise CheckpointError(
+            f"{name!r} is neither an existing folder nor a hub id like 'LiquidAI/LFM2.5-Embedding-350M'"
+        )
+    patterns = _HUB_PATTERNS + (_PICKLE_PATTERNS if allow_pickle else [])
+    try:
+        folder = snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            allow_patterns=patterns,
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
+        raise CheckpointError(
+            f"cannot load model {name!r}: it is not cached and the Hugging Face Hub "
+            f"could not be reached ({why}). Download it elsewhere and pass the local "
+            f"folder instead, e.g. from_pretrained('/path/to/{name.split('/')[-1]}')"
+        ) from exc
+    return Path(folder)
+
+
+def read_json(folder: Path, name: str, *, required: bool = True) -> Any:
+    """Parse ``folder/name``; a missing optional file gives ``None``."""
+    path = folder / name
+    if not path.is_file():
+        if required:
+            raise CheckpointError(f"missing {name} in {folder}")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def inside(root: Path, relative: str, source: str) -> Path:
+    """``root / relative``, refusing absolute paths and ``..`` escapes from ``root``."""
+    if Path(relative).is_absolute() or "\\" in relative:
+        raise CheckpointError(f"path {relative!r} in {source} must be relative to the model folder")
+    target = (root / relative).resolve()
+    if target != root.resolve() and root.resolve() not in target.parents:
+        raise CheckpointError(f"path {relative!r} in {source} escapes the model folder {root}")
+    return target
+
+
+def read_modules(folder: Path) -> list[ModuleSpec]:
+    """The pipeline in ``modules.json``; a plain transformers folder counts as one module."""
+    raw = read_json(folder, "modules.json", required=False)
+    if raw is None:
+        return [ModuleSpec("transformer", folder.resolve(), "transformers")]
+    if not isinstance(raw, list):
+        raise CheckpointError(f"modules.json in {folder} must be a list")
+    specs = []
+    for i, entry in enumerate(raw):
+        type_name = str(entry.get("type", ""))
+        class_name = type_name.rsplit(".", 1)[-1]
+        kind = _MODULE_CLASSES.get(class_name)
+        if kind is None or not type_name.startswith(_MODULE_PACKAGES):
+            raise CheckpointError(
+                f"unknown module type {type_name!r} at modules.json[{i}] in {folder}; "
+                f"supported: {', '.join(sorted(_MODULE_CLASSES))} from sentence-transformers or PyLate"
+            )
+        specs.append(
+            ModuleSpec(kind, inside(folder, str(entry.get("path", "")), "modules.json"), type_name)
+        )
+    if not specs or specs[0].kind != "transformer":
+        raise CheckpointError(f"modules.json in {folder} must start with a Transformer module")
+    return specs
+
+
+def load_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Load ``model.safetensors`` (single or sharded) from ``folder``.
+
+    Pickle weights (``pytorch_model.bin``) run arbitrary code when unpickled by old
+    loaders; they are refused unless ``allow_pickle`` and then read with
+    ``weights_only=True``.
+    """
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return load_file(str(single))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(read_json(folder, index.name)["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(inside(folder, shard, index.name))))
+        return state
+    pickle = folder / "pytorch_model.bin"
+    if pickle.is_file():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{folder} has only pickle weights (pytorch_model.bin); pickles can run code "
+                f"when loaded. Convert them to safetensors, or pass allow_pickle=True if you "
+                f"trust this checkpoint"
+            )
+        return torch.load(str(pickle), map_location="cpu", weights_only=True)
+    raise CheckpointError(f"no model.safetensors in {folder}")
+
+
+def strip_prefix(
+    state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """Drop the first of ``prefixes`` that every key starts with (``model.``, ``lfm2.``)."""
+    for prefix in prefixes:
+        if state and all(k.startswith(prefix) for k in state):
+            return {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def read_max_length(transformer_folder: Path, default: int) -> int:
+    """``max_seq_length`` from ``sentence_bert_config.json``, else ``default``."""
+    cfg = read_json(transformer_folder, "sentence_bert_config.json", required=False) or {}
+    return int(cfg.get("max_seq_length") or default)
+
+
+def read_dense_head(folder: Path, modules: list[ModuleSpec], max_length: int) -> DenseHeadConfig:
+    """Prompts and pooling of a sentence-transformers checkpoint."""
+    st = read_json(folder, "config_sentence_transformers.json", required=False) or {}
+    prompts = st.get("prompts") or {}
+    query = prompts.get("query", "")
+    document = next(
+        (prompts[k] for k in ("document", "passage", "corpus", "text") if k in prompts), ""
+    )
+    pooling: PoolingMode = "mean"
+    for spec in modules:
+        if spec.kind == "pooling":
+            pooling = _pooling_mode(spec.folder)
+    return DenseHeadConfig(
+        pooling=pooling, max_length=max_length, query_prompt=query, document_prompt=document
+    )
+
+
+def _pooling_mode(folder: Path) -> PoolingMode:
+    cfg = read_json(folder, "config.json")
+    source = f"{folder.name}/config.json"
+    if "pooling_mode" in cfg:
+        mode = {"cls": "cls", "mean": "mean", "lasttoken": "lasttoken"}.get(cfg["pooling_mode"])
+        if mode is None:
+            raise CheckpointError(
+                f"unknown pooling {cfg['pooling_mode']!r} in {source}; supported: cls, mean, lasttoken"
+            )
+        return mode  # type: ignore[return-value]
+    flags = {
+        "cls": cfg.get("pooling_mode_cls_token", False),
+        "mean": cfg.get("pooling_mode_mean_tokens", False),
+        "lasttoken": cfg.get("pooling_mode_lasttoken", False),
+    }
+    unsupported = [
+        k
+        for k in (
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+            "pooling_mode_weightedmean_tokens",
+        )
+        if cfg.get(k)
+    ]
+    chosen = [k for k, on in flags.items() if on]
+    if unsupported or len(chosen) != 1:
+        raise CheckpointError(
+            f"unsupported pooling in {source} ({', '.join(unsupported or chosen) or 'none set'}); "
+            f"supported: exactly one of cls, mean, lasttoken"
+        )
+    return chosen[0]  # type: ignore[return-value]
+
+
+def read_colbert_head(folder: Path, dim: int) -> ColBERTHeadConfig:
+    """PyLate's settings from ``config_sentence_transformers.json``."""
+    st = dict(read_json(folder, "config_sentence_transformers.json", required=False) or {})
+    for old, new in _LEGACY_COLBERT_KEYS.items():
+        if old in st and new not in st:
+            st[new] = st[old]
+    defaults = ColBERTHeadConfig()
+    skip = st.get("skiplist_words")
+    return ColBERTHeadConfig(
+        query_prefix=st.get("query_prefix", defaults.query_prefix),
+        document_prefix=st.get("document_prefix", defaults.document_prefix),
+        query_length=int(st.get("query_length") or defaults.query_length),
+        document_length=int(st.get("document_length") or defaults.document_length),
+        attend_to_expansion_tokens=bool(st.get("attend_to_expansion_tokens", False)),
+        do_query_expansion=bool(st.get("do_query_expansion", True)),
+        skiplist_words=tuple(skip) if skip is not None else defaults.skiplist_words,
+        dim=dim,
+    )
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """A sentence-transformers / PyLate ``Dense`` module: weights and activation."""
+
+    weight: torch.Tensor  # [out_features, in_features]
+    bias: torch.Tensor | None  # [out_features]
+    activation: Literal["identity", "tanh"]
+
+
+def read_linear(folder: Path, *, allow_pickle: bool = False) -> LinearSpec:
+    """Load a ``Dense`` module folder (``config.json`` + ``model.safetensors``)."""
+    cfg = read_json(folder, "config.json")
+    source = f"{folder.name}/config.json"
+    act_name = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity"))
+    activation = {"Identity": "identity", "Tanh": "tanh"}.get(act_name.rsplit(".", 1)[-1])
+    if activation is None:
+        raise CheckpointError(
+            f"unknown activation_function {act_name!r} in {source}; supported: Identity, Tanh"
+        )
+    state = strip_prefix(load_weights(folder, allow_pickle=allow_pickle), ("linear.",))
+    if "weight" not in state:
+        raise CheckpointError(f"no linear.weight in {folder}")
+    weight = state["weight"]
+    expected = (int(cfg["out_features"]), int(cfg["in_features"]))
+    if tuple(weight.shape) != expected:
+        raise CheckpointError(
+            f"linear.weight in {folder.name} has shape {tuple(weight.shape)}; "
+            f"{source} says [out_features, in_features] = {list(expected)}"
+        )
+    use_bias = bool(cfg.get("bias", cfg.get("use_bias", False)))
+    bias = state.get("bias") if use_bias else None
+    if use_bias and bias is None:
+        raise CheckpointError(f"{source} declares a bias but {folder.name} has no linear.bias")
+    return LinearSpec(weight=weight, bias=bias, activation=activation)  # type: ignore[arg-type]

