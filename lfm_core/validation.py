@@ -40,14 +40,20 @@ def validate_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
         raise TypeError(f"{name} must be an iterable of str, not {type(texts).__name__}") from None
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            what = "None" if item is None else f"a {type(item).__name__}"
-            raise TypeError(f"{name}[{i}] is {what}; expected str")
+            raise TypeError(f"{name}[{i}] is {_describe(item)}; expected str")
     return items
 
 
 def validate_text(text: str, name: str = "query") -> str:
     """Return ``text`` if it is a ``str``, else raise ``TypeError`` naming ``name``."""
     if not isinstance(text, str):
-        what = "None" if text is None else f"a {type(text).__name__}"
-        raise TypeError(f"{name} is {what}; expected str")
+        raise TypeError(f"{name} is {_describe(text)}; expected str")
     return text
+
+
+def _describe(value: object) -> str:
+    """``None``, ``a bytes``, ``an int``: how a wrong value is named in messages."""
+    if value is None:
+        return "None"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"

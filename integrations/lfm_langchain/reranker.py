@@ -1,0 +1,169 @@
+"""LangChain document compressor that reranks with a ColBERT model by MaxSim."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+from lfm_core import LateInteractionEncoder, validate_text
+
+from ._loading import check_loading_options, coerce_model_name
+
+DEFAULT_MODEL_NAME = "LiquidAI/LFM2.5-ColBERT-350M"
+SCORE_KEY = "relevance_score"
+
+
+class LFMColBERTReranker(BaseDocumentCompressor):
+    """Rerank the documents a retriever returned with LFM2.5-ColBERT (late interaction).
+
+    Every document is scored against the query by MaxSim (the sum, over the query's
+    token vectors, of the best dot product with any of the document's token vectors),
+    computed by :meth:`lfm_core.LateInteractionEncoder.rerank` in token-budgeted
+    batches. No index is built: only the documents passed in are scored.
+
+    The result is new :class:`~langchain_core.documents.Document` objects, best first,
+    each a copy of its input with the score in ``metadata["relevance_score"]``; the
+    caller's documents and their metadata dicts are left untouched.
+
+    Use it as the compressor of a ``ContextualCompressionRetriever``::
+
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+        from lfm_langchain import LFMColBERTReranker
+
+        retriever = ContextualCompressionRetriever(
+            base_compressor=LFMColBERTReranker(model_name="/models/lfm2.5-colbert", top_n=5),
+            base_retriever=vector_store.as_retriever(search_kwargs={"k": 50}),
+        )
+
+    Args:
+        encoder: An already loaded :class:`~lfm_core.LateInteractionEncoder` to use
+            instead of loading ``model_name``.
+        model_name: Hugging Face hub id or local folder of a ColBERT checkpoint.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"``...; None lets the core pick.
+        batch_size: At most this many texts per forward pass; None: the core's default.
+        max_tokens_per_batch: Token budget of one forward pass; None: the core's default.
+        top_n: Keep the ``top_n`` best documents; None keeps them all.
+        score_threshold: Drop documents scoring below this. MaxSim scores are sums of
+            cosine similarities over the query's token vectors (32 for LFM2.5-ColBERT),
+            so they lie in ``[-32, 32]`` there, not in ``[0, 1]``.
+
+    Raises:
+        ValueError: Both or neither of ``model_name`` and ``encoder`` given, or loading
+            options given with ``encoder``.
+        TypeError: ``encoder`` is not a :class:`~lfm_core.LateInteractionEncoder`.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_name: str = DEFAULT_MODEL_NAME
+    """Hugging Face hub id or local folder of the ColBERT checkpoint."""
+    device: str | None = None
+    """Device to load the model on; None lets the core pick."""
+    batch_size: int | None = Field(default=None, gt=0)
+    """At most this many texts per forward pass; None: the core's default."""
+    max_tokens_per_batch: int | None = Field(default=None, gt=0)
+    """Token budget of one forward pass; None: the core's default."""
+    top_n: int | None = Field(default=3, gt=0)
+    """Number of documents to return, best first; None returns all."""
+    score_threshold: float | None = None
+    """Drop documents whose MaxSim score is below this; None keeps all."""
+
+    _encoder: LateInteractionEncoder = PrivateAttr()
+
+    def __init__(self, *, encoder: LateInteractionEncoder | None = None, **data: Any) -> None:
+        super().__init__(**data)
+        if encoder is None:
+            encoder = LateInteractionEncoder.from_pretrained(
+                self.model_name,
+                device=self.device or "auto",
+                max_batch_size=self.batch_size,
+                max_tokens_per_batch=self.max_tokens_per_batch,
+            )
+        else:
+            check_loading_options(self, encoder, LateInteractionEncoder, "LFMColBERTReranker")
+        self._encoder = encoder
+        # Show the model really in use (repr, model_dump) when the encoder was given.
+        self.model_name = encoder.model_name
+        self.device = str(encoder.device)
+
+    @field_validator("model_name", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return coerce_model_name(value)
+
+    @property
+    def encoder(self) -> LateInteractionEncoder:
+        """The loaded encoder; pass it as ``encoder=`` to share the model."""
+        return self._encoder
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Score ``documents`` against ``query`` and return the best, best first.
+
+        Args:
+            documents: The candidates, e.g. what a vector store retrieved.
+            query: The user's query.
+            callbacks: Accepted for the LangChain interface; not used.
+
+        Returns:
+            Copies of at most ``top_n`` documents scoring at least ``score_threshold``,
+            sorted by decreasing score, the score in ``metadata["relevance_score"]``
+            (a ``float``); ``[]`` when ``documents`` is empty.
+
+        Raises:
+            TypeError: ``query`` is not a ``str``, or an element of ``documents`` is not
+                a ``Document`` (the message names its position).
+        """
+        validate_text(query, "query")
+        documents = list(documents)
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                what = "None" if doc is None else f"a {type(doc).__name__}"
+                raise TypeError(
+                    f"documents[{i}] is {what}; expected langchain_core.documents.Document"
+                )
+        if not documents:
+            return []
+        ranked = self._encoder.rerank(
+            query, [doc.page_content for doc in documents], top_k=self.top_n
+        )
+        return [
+            _with_score(documents[index], score)
+            for index, score in ranked
+            if self.score_threshold is None or score >= self.score_threshold
+        ]
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`; the model runs in a worker thread.
+
+        Args:
+            documents: The candidates.
+            query: The user's query.
+            callbacks: Accepted for the LangChain interface; not used.
+
+        Returns:
+            Same as :meth:`compress_documents`.
+        """
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+
+def _with_score(doc: Document, score: float) -> Document:
+    # A new metadata dict on a copy: the caller's Document and dict stay as they were.
+    return doc.model_copy(update={"metadata": {**doc.metadata, SCORE_KEY: float(score)}})
+
+
+__all__ = ["DEFAULT_MODEL_NAME", "SCORE_KEY", "LFMColBERTReranker"]
