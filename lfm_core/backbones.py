@@ -66,9 +66,12 @@ class Lfm2Backbone(nn.Module):
         )
         state = strip_prefix(load_weights(folder, allow_pickle=allow_pickle), _LFM2_PREFIXES)
         state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
-        model = Lfm2Model(config)
+        # Built on the meta device: the checkpoint's tensors replace the parameters, so
+        # 350M weights are never randomly initialised only to be overwritten.
+        with torch.device("meta"):
+            model = Lfm2Model(config)
         check_state_dict(model, state, folder)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         return cls(model.eval(), config)
 
 

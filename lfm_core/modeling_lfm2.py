@@ -229,7 +229,7 @@ class RMSNorm(nn.Module):
     """Root-mean-square norm over the last dimension, computed in float32.
 
     ``weight * (x / sqrt(mean(x**2) + eps))``, the normalized value cast back to the
-    input dtype before the weight multiplies it (as the checkpoints were trained).
+    input dtype before the weight multiplies it (the order transformers uses for LFM2).
     """
 
     def __init__(self, size: int, eps: float) -> None:

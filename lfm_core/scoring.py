@@ -39,7 +39,7 @@ def maxsim(
     >>> q = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     >>> d0 = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)   # 1.0 + 0.8
     >>> d1 = np.array([[-1.0, 0.0]], dtype=np.float32)              # -1.0 + 0.0
-    >>> maxsim(q, [d0, d1]).round(4).tolist()
+    >>> [round(float(s), 4) for s in maxsim(q, [d0, d1])]
     [1.8, -1.0]
     """
     q = torch.as_tensor(query, dtype=torch.float32, device=device)
