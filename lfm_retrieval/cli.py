@@ -1,0 +1,619 @@
+"""The ``lfm-retrieval`` command: index, search, evaluate, benchmark.
+
+::
+
+    lfm-retrieval index CORPUS --collection NAME
+    lfm-retrieval search "QUERY" --collection NAME [--limit K] [--mode dense|colbert|hybrid]
+    lfm-retrieval eval BEIR_FOLDER
+    lfm-retrieval crosslingual NTREX_FOLDER [--lines N]
+    lfm-retrieval bench [HARNESS OPTIONS]
+
+Models: ``--embedding-model`` and ``--colbert-model`` take a hub id or a local folder;
+``none`` leaves one out. Vectors go to an embedded Qdrant under ``--path`` (default
+``$XDG_CACHE_HOME/lfm-retrieval/qdrant``) or to a server at ``--url``.
+
+Failures the user can act on (a missing corpus, a model that cannot be loaded, a server
+that does not answer) print one line ``error: ...`` on stderr and exit with 2 (bad input
+or configuration) or 1 (a runtime failure: server, storage). Bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EMBEDDING_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
+DEFAULT_COLBERT_MODEL = "LiquidAI/LFM2.5-ColBERT-350M"
+NONE = "none"
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_SNIPPET_CHARS = 160
+# Loggers whose warnings the command shows (as "WARNING: message" on stderr).
+_LOGGERS = ("lfm_core", "lfm_qdrant", "lfm_retrieval")
+# The repository root when running from a source checkout (benchmarks/ lives there).
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class CommandError(Exception):
+    """A failure reported as one ``error:`` line, with the exit code to return."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def default_qdrant_path() -> Path:
+    """``$XDG_CACHE_HOME/lfm-retrieval/qdrant``, or ``~/.cache/lfm-retrieval/qdrant``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "lfm-retrieval" / "qdrant"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it).
+
+    Args:
+        argv: the arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        0 on success, 1 on a runtime failure, 2 on a usage or input error, 130 when
+        interrupted.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Everything after `bench` belongs to the harness, --help included.
+        return _run_guarded(_bench, argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed the usage and its one-line error
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return _run_guarded(args.handler, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lfm-retrieval`` (its subcommands hold their options)."""
+    models = argparse.ArgumentParser(add_help=False)
+    group = models.add_argument_group("models")
+    group.add_argument(
+        "--embedding-model",
+        default=DEFAULT_EMBEDDING_MODEL,
+        metavar="ID_OR_DIR",
+        help=f"dense model, hub id or local folder; 'none' to leave it out (default {DEFAULT_EMBEDDING_MODEL})",
+    )
+    group.add_argument(
+        "--colbert-model",
+        default=DEFAULT_COLBERT_MODEL,
+        metavar="ID_OR_DIR",
+        help=f"ColBERT model, hub id or local folder; 'none' to leave it out (default {DEFAULT_COLBERT_MODEL})",
+    )
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ... (default auto)",
+    )
+
+    store = argparse.ArgumentParser(add_help=False)
+    group = store.add_argument_group("Qdrant")
+    group.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        help=f"folder of the embedded Qdrant (default {default_qdrant_path()})",
+    )
+    group.add_argument(
+        "--url",
+        default=None,
+        help="a Qdrant server instead, e.g. http://localhost:6333 (API key from $QDRANT_API_KEY)",
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    parser = argparse.ArgumentParser(
+        prog="lfm-retrieval",
+        description="Index, search and evaluate with Liquid AI's LFM2.5 dense and ColBERT retrieval models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    index = commands.add_parser(
+        "index",
+        parents=[models, store],
+        help="write a corpus' dense and ColBERT vectors to Qdrant (resumable)",
+        description="Encode a corpus and write it to a Qdrant collection. Re-running the same "
+        "command finishes an interrupted run: stored documents are not encoded again.",
+    )
+    index.add_argument(
+        "corpus", type=Path, help="a JSONL file, a BEIR folder or a folder of .txt/.md files"
+    )
+    index.add_argument("--collection", required=True, help="the Qdrant collection to write")
+    index.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
+    )
+    index.set_defaults(handler=_index)
+
+    search = commands.add_parser(
+        "search", parents=[models, store], help="search a collection and print ranked results"
+    )
+    search.add_argument("query", help="the query text")
+    search.add_argument("--collection", required=True, help="a collection written by `index`")
+    search.add_argument(
+        "--limit", type=_positive_int, default=10, help="results to print (default 10)"
+    )
+    search.add_argument(
+        "--mode",
+        choices=("dense", "colbert", "hybrid"),
+        default=None,
+        help="hybrid: dense candidates reranked by ColBERT MaxSim; dense or colbert alone "
+        "(default: hybrid when the collection and the models allow it)",
+    )
+    search.add_argument(
+        "--prefetch-limit",
+        type=_positive_int,
+        default=100,
+        help="dense candidates reranked in hybrid mode (default 100)",
+    )
+    search.set_defaults(handler=_search)
+
+    eval_ = commands.add_parser(
+        "eval",
+        parents=[models, store],
+        help="index a BEIR dataset and print nDCG@10, Recall@10 and Recall@100",
+        description="Index the corpus of a BEIR folder (resumable, kept for the next run) and "
+        "score its queries against qrels/<split>.tsv.",
+    )
+    eval_.add_argument("folder", type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")
+    eval_.add_argument("--split", default="test", help="qrels file to score against (default test)")
+    eval_.add_argument(
+        "--collection",
+        default=None,
+        help="collection to index into (default: eval-<folder>-<hash of the models>)",
+    )
+    eval_.add_argument(
+        "--mode", choices=("dense", "colbert", "hybrid"), default=None, help="as for search"
+    )
+    eval_.add_argument(
+        "--prefetch-limit",
+        type=_positive_int,
+        default=100,
+        help="as for search (at least 100, the largest Recall cut-off)",
+    )
+    eval_.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
+    )
+    eval_.set_defaults(handler=_eval)
+
+    crosslingual = commands.add_parser(
+        "crosslingual",
+        parents=[models],
+        help="NTREX-128 cross-lingual retrieval: an 11 x 11 table of Recall@10 and MRR",
+    )
+    crosslingual.add_argument("folder", type=Path, help="the NTREX-128 folder")
+    crosslingual.add_argument(
+        "--lines",
+        type=_positive_int,
+        default=None,
+        help="use the first N sentences (default all 1,997)",
+    )
+    crosslingual.add_argument(
+        "--languages",
+        default=None,
+        help="comma-separated codes (default all: en,ar,de,es,fr,it,ja,ko,nb,pt,sv)",
+    )
+    crosslingual.add_argument(
+        "--mode",
+        choices=("dense", "colbert"),
+        default=None,
+        help="which model ranks (default dense, or colbert when --embedding-model none)",
+    )
+    crosslingual.add_argument("--quiet", action="store_true", help="no progress bar")
+    crosslingual.set_defaults(handler=_crosslingual)
+
+    commands.add_parser(
+        "bench",
+        help="run the benchmark harness (benchmarks/harness.py); options go to the harness",
+        add_help=False,
+    )
+    return parser
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _index(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from lfm_retrieval.corpus import count_documents
+    from lfm_retrieval.pipeline import index_corpus
+
+    total = count_documents(args.corpus)  # also the check that the corpus exists
+    with _open_client(args) as client:  # a dead server fails before the models load
+        dense, colbert = _load_models(args)
+        writer = _writer(client, args.collection, dense, colbert)
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(n)
+
+        with tqdm(
+            total=total, unit="doc", desc=f"indexing {args.collection}", disable=args.quiet or None
+        ) as bar:
+            try:
+                report = index_corpus(
+                    writer, args.corpus, batch_size=args.batch_size, progress=progress
+                )
+            except KeyboardInterrupt:
+                bar.close()
+                raise CommandError(
+                    f"interrupted after {done} of {total} documents; run the same command "
+                    "again to finish",
+                    EXIT_INTERRUPTED,
+                ) from None
+    skipped = []
+    if report.skipped_empty:
+        skipped.append(f"{report.skipped_empty} empty")
+    if report.skipped_repeats:
+        skipped.append(f"{report.skipped_repeats} repeated texts without an id")
+    note = f" (skipped {', '.join(skipped)})" if skipped else ""
+    print(
+        f"{args.collection}: {report.documents} documents read{note}; "
+        f"{report.points} points stored in {_where(args)}"
+    )
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from lfm_retrieval.pipeline import collection_vectors, default_mode, search
+
+    with _open_client(args) as client:
+        vectors = collection_vectors(client, args.collection)
+        mode = args.mode or default_mode(
+            vectors,
+            dense=args.embedding_model.lower() != NONE,
+            colbert=args.colbert_model.lower() != NONE,
+        )
+        dense, colbert = _load_models(
+            args, dense=mode in ("dense", "hybrid"), colbert=mode in ("colbert", "hybrid")
+        )
+        (points,) = search(
+            client,
+            args.collection,
+            [args.query],
+            mode=mode,
+            dense=dense,
+            colbert=colbert,
+            limit=args.limit,
+            prefetch_limit=args.prefetch_limit,
+        )
+    if not points:
+        print(f"no results in {args.collection!r}")
+    for rank, point in enumerate(points, start=1):
+        payload = point.payload or {}
+        label = payload.get("id", point.id)
+        title = payload.get("title")
+        print(
+            f"{rank:>3}. {point.score:8.4f}  [{label}] {_snippet(str(payload.get('text', '')), title)}"
+        )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from lfm_retrieval.corpus import count_documents, read_beir_qrels, read_beir_queries
+    from lfm_retrieval.pipeline import default_mode, evaluate_beir, index_corpus
+
+    folder = args.folder
+    if not (folder / "corpus.jsonl").is_file():
+        raise CommandError(
+            f"not a BEIR folder: {str(folder)!r} has no corpus.jsonl "
+            "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)",
+            EXIT_USAGE,
+        )
+    # Fail on missing queries or qrels before the long indexing, not after it.
+    read_beir_queries(folder)
+    read_beir_qrels(folder, args.split)
+    total = count_documents(folder)
+    collection = args.collection or _eval_collection_name(folder, args)
+    with _open_client(args) as client:
+        dense, colbert = _load_models(args)
+        writer = _writer(client, collection, dense, colbert)
+        started = time.perf_counter()
+        with tqdm(
+            total=total, unit="doc", desc=f"indexing {collection}", disable=args.quiet or None
+        ) as bar:
+            report = index_corpus(writer, folder, batch_size=args.batch_size, progress=bar.update)
+        indexed = time.perf_counter()
+        mode = args.mode or default_mode(
+            ["dense"] * (dense is not None) + ["colbert"] * (colbert is not None),
+            dense=dense is not None,
+            colbert=colbert is not None,
+        )
+        metrics, n_queries = evaluate_beir(
+            client,
+            collection,
+            folder,
+            mode=mode,
+            dense=dense,
+            colbert=colbert,
+            split=args.split,
+            prefetch_limit=args.prefetch_limit,
+        )
+        searched = time.perf_counter()
+    print(
+        f"{folder.resolve().name} ({args.split}): {n_queries} queries, {report.points} documents, "
+        f"mode {mode}, collection {collection!r} in {_where(args)}"
+    )
+    for name, value in metrics.items():
+        print(f"{name} = {value:.4f}")
+    print(f"time: indexing {indexed - started:.1f} s, search {searched - indexed:.1f} s")
+    return 0
+
+
+def _crosslingual(args: argparse.Namespace) -> int:
+    from lfm_retrieval.crosslingual import LANGUAGES, evaluate_crosslingual, read_ntrex
+
+    languages = (
+        LANGUAGES
+        if args.languages is None
+        else tuple(code.strip() for code in args.languages.split(",") if code.strip())
+    )
+    if not args.folder.is_dir():
+        raise CommandError(f"NTREX-128 folder not found: {str(args.folder)!r}", EXIT_USAGE)
+    sentences = read_ntrex(args.folder, languages, limit=args.lines)
+    no_dense = args.embedding_model.lower() == NONE
+    mode = args.mode or ("colbert" if no_dense else "dense")
+    dense, colbert = _load_models(args, dense=mode == "dense", colbert=mode == "colbert")
+    encoder = dense if mode == "dense" else colbert
+    started = time.perf_counter()
+    result = evaluate_crosslingual(encoder, sentences, show_progress=not args.quiet)
+    print(
+        f"NTREX-128 cross-lingual retrieval, {mode} model {encoder.model_name!r}, "
+        f"{result.n_queries} sentences per language ({time.perf_counter() - started:.1f} s)\n"
+    )
+    print(result.format_table())
+    return 0
+
+
+def _bench(argv: list[str]) -> int:
+    harness = _import_harness()
+    code = harness.main(argv)
+    return int(code or 0)
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _run_guarded(handler: Any, arg: Any) -> int:
+    """Run a command; turn the failures a user can act on into one ``error:`` line."""
+    from lfm_core import LFMError
+
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    once = _OncePerMessage()
+    log_handler.addFilter(once)
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    for logger in loggers:
+        logger.addHandler(log_handler)
+    try:
+        return handler(arg)
+    except CommandError as error:
+        return _fail(str(error), error.exit_code)
+    except LFMError as error:  # bad input, checkpoint or collection: the user's to fix
+        return _fail(str(error), EXIT_USAGE)
+    except _qdrant_errors() as error:
+        return _fail(f"Qdrant request failed: {_describe(error)}", EXIT_RUNTIME)
+    except KeyboardInterrupt:
+        return _fail("interrupted; `index` and `eval` resume when run again", EXIT_INTERRUPTED)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(log_handler)
+        if once.dropped:
+            print(f"({once.dropped} more warning(s) like the above not shown)", file=sys.stderr)
+
+
+class _OncePerMessage(logging.Filter):
+    """Let each kind of warning through once per command; count the repeats.
+
+    Indexing encodes batch after batch, and the encoder warns per batch (e.g. about
+    truncated documents): one line tells the user, a hundred hide the progress bar.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, object]] = set()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)  # the format string, not the formatted numbers
+        if key in self.seen:
+            self.dropped += 1
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _qdrant_errors() -> tuple[type[BaseException], ...]:
+    from lfm_qdrant.upload import CLIENT_ERRORS
+
+    return CLIENT_ERRORS
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a client error: its HTTP status and the server's reason, or the network cause."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(error, UnexpectedResponse):
+        reason = error.content.decode("utf-8", "replace") if error.content else error.reason_phrase
+        match = re.search(r'"error"\s*:\s*"([^"]*)"', reason)
+        return f"HTTP {error.status_code}: {match.group(1) if match else reason}"[:300]
+    if isinstance(error, ResponseHandlingException):
+        error = error.source
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
+
+
+def _load_models(
+    args: argparse.Namespace, *, dense: bool = True, colbert: bool = True
+) -> tuple[Any, Any]:
+    """Load the models asked for (skipping ``none``); at least one must be left."""
+    from lfm_core import DenseEncoder, LateInteractionEncoder
+
+    dense_name, colbert_name = args.embedding_model, args.colbert_model
+    use_dense = dense and dense_name.lower() != NONE
+    use_colbert = colbert and colbert_name.lower() != NONE
+    if dense_name.lower() == NONE and colbert_name.lower() == NONE:
+        raise CommandError(
+            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
+        )
+    dense_encoder = (
+        DenseEncoder.from_pretrained(dense_name, device=args.device) if use_dense else None
+    )
+    colbert_encoder = (
+        LateInteractionEncoder.from_pretrained(colbert_name, device=args.device)
+        if use_colbert
+        else None
+    )
+    return dense_encoder, colbert_encoder
+
+
+class _Client:
+    """A Qdrant client opened from the command line options, closed on exit."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.client: Any = None
+
+    def __enter__(self) -> Any:
+        from qdrant_client import QdrantClient
+
+        args = self.args
+        if args.url and args.path:
+            raise CommandError(
+                "pass --path (embedded Qdrant) or --url (a server), not both", EXIT_USAGE
+            )
+        if args.url:
+            # No version check: it only warns, and the probe below reports a dead server.
+            self.client = QdrantClient(
+                url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), check_compatibility=False
+            )
+            try:
+                self.client.get_collections()
+            except _qdrant_errors() as error:
+                self.client.close()
+                raise CommandError(
+                    f"cannot reach the Qdrant server at {args.url}: {_describe(error)}"
+                ) from None
+            return self.client
+        path = args.path or default_qdrant_path()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self.client = QdrantClient(path=str(path))
+        except OSError as error:
+            raise CommandError(
+                f"cannot use the Qdrant folder {str(path)!r}: {error.strerror or error}"
+            ) from None
+        except RuntimeError as error:  # qdrant-client's lock: one process per folder
+            if "already accessed" not in str(error):
+                raise
+            raise CommandError(
+                f"the Qdrant folder {str(path)!r} is in use by another process; wait for it "
+                "to finish, pass another --path, or run a Qdrant server (--url)"
+            ) from None
+        return self.client
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def _open_client(args: argparse.Namespace) -> _Client:
+    return _Client(args)
+
+
+def _writer(client: Any, collection: str, dense: Any, colbert: Any) -> Any:
+    from lfm_qdrant import MultiVectorWriter
+
+    return MultiVectorWriter(client, collection, dense=dense, colbert=colbert)
+
+
+def _where(args: argparse.Namespace) -> str:
+    return args.url or str(args.path or default_qdrant_path())
+
+
+def _eval_collection_name(folder: Path, args: argparse.Namespace) -> str:
+    """``eval-<folder>-<8 hex>``: one collection per dataset and pair of models."""
+    models = []
+    for name in (args.embedding_model, args.colbert_model):
+        local = Path(name).expanduser()
+        models.append(str(local.resolve()) if local.exists() else name.lower())
+    digest = hashlib.sha256("\n".join(models).encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-") or "beir"
+    return f"eval-{slug}-{digest}"
+
+
+def _snippet(text: str, title: str | None) -> str:
+    text = " ".join(text.split())
+    if title and text.startswith(title):
+        text = f"{title} — {text[len(title) :].lstrip()}"  # the stored text is "title text"
+    return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _import_harness() -> Any:
+    """``benchmarks.harness``, from the installed packages or the source checkout."""
+    try:
+        return importlib.import_module("benchmarks.harness")
+    except ModuleNotFoundError as error:
+        if error.name not in ("benchmarks", "benchmarks.harness"):
+            raise
+    root = _SOURCE_ROOT
+    if not (root / "benchmarks" / "harness.py").is_file():
+        raise CommandError(
+            "the benchmark harness is not available: benchmarks/harness.py ships with the "
+            "source checkout, not the wheel; run `lfm-retrieval bench` from a clone of the repository",
+            EXIT_USAGE,
+        )
+    sys.path.append(str(root))
+    return importlib.import_module("benchmarks.harness")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lfm-retrieval")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
