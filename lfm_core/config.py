@@ -8,6 +8,7 @@ naming the file and the key, and derives sizes once (the FFN width auto-adjust).
 from __future__ import annotations
 
 import dataclasses
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -168,10 +169,11 @@ class ColBERTHeadConfig:
     query_prefix: str = "[Q] "
     document_prefix: str = "[D] "
     query_length: int = 32
-    document_length: int = 512
+    # PyLate's own defaults, for checkpoints whose config leaves these keys out.
+    document_length: int = 180
     attend_to_expansion_tokens: bool = False
     do_query_expansion: bool = True
-    skiplist_words: tuple[str, ...] = ()
+    skiplist_words: tuple[str, ...] = tuple(string.punctuation)
     dim: int = 128
 
 

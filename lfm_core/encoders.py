@@ -227,6 +227,12 @@ def _quantize_int8(module: torch.nn.Module, device: torch.device) -> torch.nn.Mo
         )
 
 
+def _strip_all(texts: list[str]) -> list[str]:
+    # PyLate tokenizes through sentence-transformers' Transformer.tokenize, which strips
+    # outer whitespace; a byte-level BPE would otherwise give the spaces vectors of their own.
+    return [t.strip() for t in texts]
+
+
 def _apply_linear(x: torch.Tensor, spec: LinearSpec) -> torch.Tensor:
     weight = spec.weight.to(device=x.device, dtype=x.dtype)
     bias = None if spec.bias is None else spec.bias.to(device=x.device, dtype=x.dtype)
@@ -509,6 +515,8 @@ class LateInteractionEncoder(_Encoder):
     ) -> list[np.ndarray]:
         """Encode queries: ``[Q]`` after the first token, expanded to ``query_length`` tokens.
 
+        Outer whitespace is stripped first, as PyLate does.
+
         Expansion tokens are masked as attention keys (unless the checkpoint says
         ``attend_to_expansion_tokens``) but their vectors are returned: that is what
         query expansion is for.
@@ -520,7 +528,7 @@ class LateInteractionEncoder(_Encoder):
         limit = self.head.query_length - 1  # room for the prefix token
 
         def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode(chunk, limit)
+            tok = self.tokenizer.encode(_strip_all(chunk), limit)
             ids, masks = [], []
             for seq in tok.ids:
                 real = len(seq) + 1
@@ -543,6 +551,8 @@ class LateInteractionEncoder(_Encoder):
     ) -> list[np.ndarray]:
         """Encode documents: ``[D]`` after the first token; punctuation (skiplist) vectors dropped.
 
+        Outer whitespace is stripped first, as PyLate does.
+
         Returns:
             One ``[n_tokens_i, dim]`` float32 array per document, each row L2-normalized.
             An empty string keeps the vectors of its special and prefix tokens.
@@ -551,7 +561,7 @@ class LateInteractionEncoder(_Encoder):
         limit = self.head.document_length - 1
 
         def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode(chunk, limit)
+            tok = self.tokenizer.encode(_strip_all(chunk), limit)
             ids = [[*seq[:1], self._document_prefix_id, *seq[1:]] for seq in tok.ids]
             return _Prepared(ids, None, tok.n_truncated)
 

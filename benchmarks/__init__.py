@@ -1,0 +1,1 @@
+"""Benchmarks of lfm_core against its peers (run ``python -m benchmarks.harness --help``)."""

@@ -1,0 +1,378 @@
+"""What the benchmark runs on: checkpoints, documents, queries and the FLOPs they cost.
+
+- Random-weight checkpoints with the real LFM2.5 350M ``config.json`` files (weights do
+  not change speed), in the real on-disk layouts (sentence-transformers for the dense
+  model, PyLate for ColBERT), stored in bfloat16 like the real ones.
+- A byte-level BPE tokenizer trained on the spot (the real ``tokenizer.json`` is only on
+  the Hub) with LFM2's special ids, padded with unused entries to the config's vocabulary
+  size so that ``[Q] ``/``[D] `` get their real ids 64400/64401 and no peer resizes the
+  embedding table.
+- Documents with a realistic length mix: log-uniform between 16 and 512 tokens (median
+  about 90, as passage corpora), cut from SciFact when ``../shared/data`` is there, from
+  seeded synthetic text otherwise.
+- Forward FLOPs from the config: ``2 * matmul parameters`` per token plus attention's
+  ``4 * L * width`` per token and attention layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+LFM2_CONFIGS = {
+    "lfm2-dense": SHARED_DATA / "lfm2-tokenizer" / "lfm2.5-embedding-350m" / "config.json",
+    "lfm2-colbert": SHARED_DATA / "lfm2-tokenizer" / "lfm2.5-colbert-350m" / "config.json",
+}
+SCIFACT = SHARED_DATA / "beir-scifact" / "corpus.jsonl"
+LFM2_SPECIALS = [
+    "<|pad|>",
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|fim_pre|>",
+    "<|fim_mid|>",
+    "<|fim_suf|>",
+    "<|im_start|>",
+    "<|im_end|>",
+]
+PREFIX_TOKENS = ("[Q] ", "[D] ")
+
+
+def load_lfm2_config(model: str) -> dict[str, Any]:
+    """The real ``config.json`` of ``model`` (``lfm2-dense`` or ``lfm2-colbert``).
+
+    Raises:
+        FileNotFoundError: ``../shared/data`` is not beside the project.
+    """
+    path = LFM2_CONFIGS[model]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the LFM2 benchmarks use the real 350M configs from ../shared/data"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def corpus_texts(max_chars: int = 3_000_000, seed: int = 0) -> tuple[list[str], str]:
+    """Natural text to cut documents from: SciFact ("title text"), or seeded synthetic words.
+
+    Returns:
+        ``(texts, source)`` where ``source`` names where the text came from.
+    """
+    if SCIFACT.is_file():
+        texts, total = [], 0
+        with SCIFACT.open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                text = f"{row.get('title', '')} {row.get('text', '')}".strip()
+                texts.append(text)
+                total += len(text)
+                if total >= max_chars:
+                    break
+        return texts, f"BEIR SciFact corpus ({SCIFACT})"
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "an", "el", "or", "is", "um"]
+    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(5000)]
+    texts = []
+    for _ in range(max_chars // 600):
+        sentence = " ".join(rng.choices(words, k=100))
+        texts.append(sentence[0].upper() + sentence[1:] + ".")
+    return texts, "synthetic words (../shared/data/beir-scifact not found)"
+
+
+def write_tokenizer(
+    folder: Path,
+    corpus: Sequence[str],
+    *,
+    vocab_size: int,
+    prefix_tokens: bool,
+    bpe_size: int = 8192,
+) -> None:
+    """Train a byte-level BPE with LFM2's special ids; pad it to ``vocab_size`` entries.
+
+    ``[Q] ``/``[D] `` (when ``prefix_tokens``) are the last two ids, as in LFM2.5-ColBERT.
+    """
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=bpe_size,
+        special_tokens=LFM2_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    base = vocab_size - (len(PREFIX_TOKENS) if prefix_tokens else 0)
+    for i in range(len(vocab), base):
+        vocab[f"<|unused_{i}|>"] = i  # never produced by a merge: only fills the id space
+    tok = Tokenizer.from_str(json.dumps(data))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A", special_tokens=[("<|startoftext|>", 1)]
+    )
+    if prefix_tokens:
+        tok.add_tokens([AddedToken(t, normalized=False) for t in PREFIX_TOKENS])
+    if tok.get_vocab_size() != vocab_size:
+        raise RuntimeError(f"tokenizer has {tok.get_vocab_size()} ids, config says {vocab_size}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": "<|startoftext|>",
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|pad|>",
+            "add_bos_token": True,
+            "add_eos_token": False,
+            "model_max_length": 1000000000000000019884624838656,
+        },
+    )
+    _write_json(
+        folder / "special_tokens_map.json",
+        {"bos_token": "<|startoftext|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"},
+    )
+
+
+def random_lfm2_weights(
+    config: Mapping[str, Any], *, seed: int, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Random weights named and shaped as ``lfm_core``'s (and transformers') ``Lfm2Model``."""
+    from lfm_core.config import Lfm2Config
+    from lfm_core.modeling_lfm2 import Lfm2Model
+
+    with torch.device("meta"):  # shapes only, no memory
+        shapes = {
+            k: v.shape for k, v in Lfm2Model(Lfm2Config.from_dict(config)).state_dict().items()
+        }
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, shape in shapes.items():
+        if len(shape) == 1:  # RMSNorm scales
+            state[name] = torch.ones(shape, dtype=dtype)
+        else:  # unit-variance activations whatever the width
+            state[name] = torch.empty(shape, dtype=dtype).normal_(
+                0.0, shape[-1] ** -0.5, generator=gen
+            )
+    return state
+
+
+def write_lfm2_checkpoint(
+    folder: Path,
+    model: str,
+    corpus: Sequence[str],
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.bfloat16,
+) -> Path:
+    """A random-weight LFM2.5 350M checkpoint in the real layout of ``model``.
+
+    Args:
+        folder: created if missing.
+        model: ``lfm2-dense`` (sentence-transformers layout, CLS pooling, prompts) or
+            ``lfm2-colbert`` (PyLate layout, ``1_Dense`` 1024 -> 128).
+        corpus: text to train the stand-in tokenizer on.
+        seed: weight seed.
+        dtype: storage dtype (the real checkpoints are bfloat16).
+    """
+    config = load_lfm2_config(model)
+    colbert = model == "lfm2-colbert"
+    write_tokenizer(folder, corpus, vocab_size=int(config["vocab_size"]), prefix_tokens=colbert)
+    _write_json(folder / "config.json", config)
+    save_file(
+        random_lfm2_weights(config, seed=seed, dtype=dtype), str(folder / "model.safetensors")
+    )
+    head = "1_Dense" if colbert else "1_Pooling"
+    head_type = "pylate.models.Dense.Dense" if colbert else "sentence_transformers.models.Pooling"
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": head, "type": head_type},
+        ],
+    )
+    _write_json(
+        folder / "sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False}
+    )
+    hidden = int(config["hidden_size"])
+    if colbert:
+        _write_json(
+            folder / "config_sentence_transformers.json",
+            {
+                "prompts": {"query": "", "document": ""},
+                "default_prompt_name": None,
+                "similarity_fn_name": "MaxSim",
+                "query_prefix": PREFIX_TOKENS[0],
+                "document_prefix": PREFIX_TOKENS[1],
+                "query_length": 32,
+                "document_length": 512,
+                "attend_to_expansion_tokens": False,
+                "skiplist_words": list(string.punctuation),
+                "do_query_expansion": True,
+            },
+        )
+        _write_json(
+            folder / "1_Dense" / "config.json",
+            {
+                "in_features": hidden,
+                "out_features": 128,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+                "use_residual": False,
+            },
+        )
+        gen = torch.Generator().manual_seed(seed + 1)
+        weight = torch.empty(128, hidden, dtype=dtype).normal_(0.0, hidden**-0.5, generator=gen)
+        save_file({"linear.weight": weight}, str(folder / "1_Dense" / "model.safetensors"))
+    else:
+        _write_json(
+            folder / "config_sentence_transformers.json",
+            {
+                "prompts": {"query": "query: ", "document": "document: "},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+        )
+        _write_json(
+            folder / "1_Pooling" / "config.json",
+            {
+                "word_embedding_dimension": hidden,
+                "pooling_mode_cls_token": True,
+                "include_prompt": True,
+            },
+        )
+    return folder
+
+
+def log_uniform_lengths(n: int, *, low: int = 16, high: int = 512, seed: int = 0) -> list[int]:
+    """``n`` token counts, log-uniform in ``[low, high]`` (median ``sqrt(low * high)``).
+
+    >>> lengths = log_uniform_lengths(1000)
+    >>> min(lengths) >= 16 and max(lengths) <= 512
+    True
+    """
+    rng = random.Random(seed)
+    return [round(math.exp(rng.uniform(math.log(low), math.log(high)))) for _ in range(n)]
+
+
+def cut_texts(
+    encode: Callable[[str], list[int]],
+    decode: Callable[[list[int]], str],
+    corpus: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    seed: int = 0,
+) -> list[str]:
+    """Texts of about ``lengths[i]`` tokens each, cut at random places from ``corpus``.
+
+    ``encode``/``decode`` are the model's tokenizer without special tokens; re-tokenizing
+    a cut text may differ by a token or two, so the harness counts tokens again.
+    """
+    rng = random.Random(seed)
+    need = sum(lengths) + max(lengths, default=0)
+    stream: list[int] = []
+    order = list(range(len(corpus)))
+    rng.shuffle(order)
+    for i in order:
+        stream.extend(encode(corpus[i]))
+        if len(stream) >= min(need, 400_000):
+            break
+    if len(stream) <= max(lengths, default=0):
+        raise ValueError(f"corpus has {len(stream)} tokens; need more than {max(lengths)}")
+    texts = []
+    for n in lengths:
+        start = rng.randrange(0, len(stream) - n)
+        texts.append(decode(stream[start : start + n]).strip() or "empty")
+    return texts
+
+
+@dataclass(frozen=True)
+class ForwardFlops:
+    """Forward-pass FLOPs of an encoder, from its config.
+
+    Attributes:
+        matmul_params: weights that multiply every token (embeddings excluded).
+        attention_layers: layers with full self-attention.
+        attention_width: ``heads * head_dim`` of those layers.
+    """
+
+    matmul_params: int
+    attention_layers: int
+    attention_width: int
+
+    def per_sequence(self, n_tokens: int) -> float:
+        """FLOPs to encode one sequence of ``n_tokens``.
+
+        >>> ForwardFlops(10, 1, 2).per_sequence(3)  # 2*10*3 + 4*3*3*2
+        132.0
+        """
+        linear = 2.0 * self.matmul_params * n_tokens
+        attention = 4.0 * self.attention_layers * n_tokens * n_tokens * self.attention_width
+        return linear + attention
+
+    def total(self, lengths: Sequence[int]) -> float:
+        return sum(self.per_sequence(n) for n in lengths)
+
+
+def lfm2_parameter_count(config: Mapping[str, Any]) -> int:
+    """All parameters of the LFM2 backbone described by ``config`` (heads excluded).
+
+    A check of :func:`lfm2_flops`: LFM2.5-Embedding-350M's config gives 354,483,968.
+    """
+    from lfm_core.config import Lfm2Config
+
+    c = Lfm2Config.from_dict(config)
+    norms = c.hidden_size * (2 * c.num_hidden_layers + 1) + 2 * c.head_dim * c.layer_types.count(
+        "full_attention"
+    )
+    return c.vocab_size * c.hidden_size + norms + lfm2_flops(config).matmul_params
+
+
+def lfm2_flops(config: Mapping[str, Any], head_out: int = 0) -> ForwardFlops:
+    """FLOPs model of LFM2 (conv blocks, GQA attention blocks, SwiGLU) plus a linear head."""
+    from lfm_core.config import Lfm2Config
+
+    c = Lfm2Config.from_dict(config)
+    h, kv = c.hidden_size, c.num_key_value_heads * c.head_dim
+    ffn = 3 * h * c.intermediate_size
+    conv = 3 * h * h + h * c.conv_L_cache + h * h  # in_proj (B, C, x), depthwise conv, out_proj
+    attention = h * h + 2 * h * kv + h * h  # q, k, v, out
+    n_attn = c.layer_types.count("full_attention")
+    n_conv = c.num_hidden_layers - n_attn
+    params = n_conv * (conv + ffn) + n_attn * (attention + ffn) + h * head_out
+    return ForwardFlops(params, n_attn, c.num_attention_heads * c.head_dim)
+
+
+def bert_flops(config: Mapping[str, Any]) -> ForwardFlops:
+    """FLOPs model of a BERT encoder (MiniLM): Q, K, V, O, two FFN matrices per layer."""
+    h, ffn, layers = (
+        int(config["hidden_size"]),
+        int(config["intermediate_size"]),
+        int(config["num_hidden_layers"]),
+    )
+    return ForwardFlops(layers * (4 * h * h + 2 * h * ffn), layers, h)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
