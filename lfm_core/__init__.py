@@ -1,6 +1,8 @@
 """lfm_core: the LFM2 bidirectional encoder, its tokenization rules and batching.
 
->>> from lfm_core import DenseEncoder, LateInteractionEncoder  # doctest: +SKIP
+Usage::
+
+    from lfm_core import DenseEncoder, LateInteractionEncoder
 """
 
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig, Lfm2Config

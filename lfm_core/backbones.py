@@ -7,10 +7,13 @@ serves every other sentence-transformers / PyLate checkpoint through transformer
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any, Protocol
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .config import Lfm2Config
@@ -114,15 +117,38 @@ class AutoModelBackbone(nn.Module):
     def from_folder(cls, folder: Path, *, allow_pickle: bool = False) -> AutoModelBackbone:
         from transformers import AutoModel
 
-        try:
-            model = AutoModel.from_pretrained(
-                str(folder), trust_remote_code=False, use_safetensors=None if allow_pickle else True
+        if not allow_pickle and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+            raise CheckpointError(
+                f"{folder} has only pickle weights (*.bin); pickles can run code when loaded. "
+                f"Convert them to safetensors, or pass allow_pickle=True if you trust this "
+                f"checkpoint"
             )
+        try:
+            # ignore_mismatched_sizes + output_loading_info: transformers would only log
+            # which weights are wrong (or silently initialize missing ones at random);
+            # the report lets the error below name them.
+            model, info = AutoModel.from_pretrained(
+                str(folder),
+                trust_remote_code=False,
+                use_safetensors=None if allow_pickle else True,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+            )
+        except UnpicklingError as exc:
+            raise CheckpointError(
+                f"the pickle weights (*.bin) in {folder} hold objects other than tensors, which "
+                f"could run code when unpickled; refused even with allow_pickle=True"
+            ) from exc
+        except SafetensorError as exc:
+            raise CheckpointError(
+                f"cannot read the safetensors weights in {folder} ({exc}); is the download complete?"
+            ) from exc
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(
                 f"cannot load the model in {folder} with transformers' AutoModel "
                 f"(lfm-retrieval never runs a repository's own code): {exc}"
             ) from exc
+        _check_loading_info(info, folder)
         return cls(model.eval())
 
     def forward(
@@ -140,6 +166,25 @@ class AutoModelBackbone(nn.Module):
         mask[rows, cols] = 1 if key_mask is None else key_mask.long()
         out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         return out[rows, cols]
+
+
+def _check_loading_info(info: dict[str, Iterable[Any]], folder: Path) -> None:
+    """Raise ``CheckpointError`` naming weights transformers reports missing or mis-shaped."""
+    wrong = [
+        f"{key}: checkpoint {tuple(ckpt)} vs config {tuple(model)}"
+        for key, ckpt, model in sorted(info.get("mismatched_keys", []))
+    ]
+    # The pooler is a head the encoders never read; many checkpoints leave it out.
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith("pooler."))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} weights (e.g. {', '.join(missing[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"weights in {folder} do not match its config.json: " + "; ".join(problems)
+        )
 
 
 def load_backbone(folder: Path, *, allow_pickle: bool = False) -> Lfm2Backbone | AutoModelBackbone:

@@ -243,10 +243,10 @@ def _apply_linear(x: torch.Tensor, spec: LinearSpec) -> torch.Tensor:
 class DenseEncoder(_Encoder):
     """One vector per text (sentence-transformers layout; LFM2.5-Embedding-350M or any other).
 
-    Example:
-        >>> enc = DenseEncoder.from_pretrained("LiquidAI/LFM2.5-Embedding-350M")  # doctest: +SKIP
-        >>> enc.encode_queries(["¿Dónde está mi pedido?"]).shape  # doctest: +SKIP
-        (1, 1024)
+    Example (downloads the model)::
+
+        enc = DenseEncoder.from_pretrained("LiquidAI/LFM2.5-Embedding-350M")
+        enc.encode_queries(["¿Dónde está mi pedido?"]).shape  # (1, 1024)
     """
 
     def __init__(
@@ -406,10 +406,11 @@ class DenseEncoder(_Encoder):
 class LateInteractionEncoder(_Encoder):
     """One vector per token, scored by MaxSim (PyLate layout; LFM2.5-ColBERT-350M or any other).
 
-    Example:
-        >>> col = LateInteractionEncoder.from_pretrained("LiquidAI/LFM2.5-ColBERT-350M")  # doctest: +SKIP
-        >>> col.rerank("where is my order", ["Orders ship in 2 days.", "Our cafe opens at 9."])  # doctest: +SKIP
-        [(0, 21.3), (1, 12.8)]
+    Example (downloads the model)::
+
+        col = LateInteractionEncoder.from_pretrained("LiquidAI/LFM2.5-ColBERT-350M")
+        col.rerank("where is my order", ["Orders ship in 2 days.", "Our cafe opens at 9."])
+        # [(0, 21.3), (1, 12.8)]: (document index, MaxSim score), best first
     """
 
     def __init__(
@@ -622,6 +623,8 @@ class LateInteractionEncoder(_Encoder):
         """
         validate_text(query)
         docs = validate_texts(documents, "documents")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
+            raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
         if top_k is not None and top_k < 0:
             raise InputError(f"top_k must be >= 0, got {top_k}")
         if not docs:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any, Literal
 
 import torch
@@ -25,6 +26,7 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
 )
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import ColBERTHeadConfig, DenseHeadConfig, PoolingMode
@@ -123,13 +125,17 @@ def read_json(folder: Path, name: str, *, required: bool = True) -> Any:
 
 
 def inside(root: Path, relative: str, source: str) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` escapes from ``root``."""
+    """``root / relative``, refusing absolute paths and ``..`` escapes from ``root``.
+
+    The path is checked as written, not where symlinks lead: the Hugging Face cache
+    stores each file of a snapshot as a symlink into the repository's ``blobs/`` folder,
+    and a hub download cannot create other symlinks.
+    """
     if Path(relative).is_absolute() or "\\" in relative:
         raise CheckpointError(f"path {relative!r} in {source} must be relative to the model folder")
-    target = (root / relative).resolve()
-    if target != root.resolve() and root.resolve() not in target.parents:
+    if ".." in Path(relative).parts:
         raise CheckpointError(f"path {relative!r} in {source} escapes the model folder {root}")
-    return target
+    return root / relative
 
 
 def read_modules(folder: Path) -> list[ModuleSpec]:
@@ -166,13 +172,13 @@ def load_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, torch
     """
     single = folder / "model.safetensors"
     if single.is_file():
-        return load_file(str(single))
+        return _load_safetensors(single)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(read_json(folder, index.name)["weight_map"].values()))
         state: dict[str, torch.Tensor] = {}
         for shard in shards:
-            state.update(load_file(str(inside(folder, shard, index.name))))
+            state.update(_load_safetensors(inside(folder, shard, index.name)))
         return state
     pickle = folder / "pytorch_model.bin"
     if pickle.is_file():
@@ -182,8 +188,25 @@ def load_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, torch
                 f"when loaded. Convert them to safetensors, or pass allow_pickle=True if you "
                 f"trust this checkpoint"
             )
-        return torch.load(str(pickle), map_location="cpu", weights_only=True)
+        try:
+            return torch.load(str(pickle), map_location="cpu", weights_only=True)
+        except UnpicklingError as exc:
+            raise CheckpointError(
+                f"{pickle} holds objects other than tensors, which could run code when "
+                f"unpickled; refused even with allow_pickle=True ({str(exc).splitlines()[0]})"
+            ) from exc
+        except (RuntimeError, EOFError) as exc:
+            raise CheckpointError(f"cannot read {pickle}: {exc}") from exc
     raise CheckpointError(f"no model.safetensors in {folder}")
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot read {path.name} in {path.parent} ({exc}); is the download complete?"
+        ) from exc
 
 
 def strip_prefix(

@@ -42,6 +42,17 @@ def maxsim(
     >>> [round(float(s), 4) for s in maxsim(q, [d0, d1])]
     [1.8, -1.0]
     """
+    if query is None or isinstance(query, (str, bytes)):
+        raise TypeError(f"query is a {type(query).__name__}; expected a [n_tokens, dim] array")
+    if isinstance(documents, (str, bytes)) or not hasattr(documents, "__len__"):
+        raise TypeError(
+            f"documents is a {type(documents).__name__}; expected a list of [n_tokens, dim] arrays"
+        )
+    for i, d in enumerate(documents):
+        if not isinstance(d, (np.ndarray, torch.Tensor)):
+            raise TypeError(
+                f"documents[{i}] is a {type(d).__name__}; expected a [n_tokens, dim] array"
+            )
     q = torch.as_tensor(query, dtype=torch.float32, device=device)
     if q.ndim != 2:
         raise ValueError(f"query must be [n_tokens, dim], got shape {tuple(q.shape)}")

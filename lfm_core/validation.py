@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 
-__all__ = ["validate_texts"]
+__all__ = ["validate_text", "validate_texts"]
+
+logger = logging.getLogger("lfm_core")
+
+# UTF-16 surrogate code points: a Python str can hold them (json.loads('"\\ud800"'),
+# open(..., errors="surrogateescape")), but they cannot be encoded to UTF-8, so the
+# tokenizer, uuid5 point ids and Qdrant's JSON would each fail on them deep inside.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validate_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
@@ -12,13 +21,16 @@ def validate_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
 
     A generator or other one-shot iterable is consumed exactly once. A bare string is
     refused: it is iterable, and silently encoding each character is a classic bug.
+    Surrogate code points (scraped or badly decoded text) are repaired as a UTF-16
+    decoder would: a high + low pair becomes its character, an unpaired half becomes
+    U+FFFD; one warning says how many texts were repaired.
 
     Args:
         texts: the texts to encode, in the caller's order.
         name: how the argument is called in error messages.
 
     Returns:
-        A new list holding the same ``str`` objects.
+        A new list holding the same ``str`` objects (repaired copies where needed).
 
     Raises:
         TypeError: ``texts`` is a ``str``/``bytes`` or not iterable, or an item is not a ``str``.
@@ -29,6 +41,8 @@ def validate_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
     Traceback (most recent call last):
     ...
     TypeError: texts[1] is None; expected str
+    >>> validate_texts(["x\\ud800y", "\\ud83d\\ude00"])
+    ['x\ufffdy', '😀']
     """
     if isinstance(texts, (str, bytes, bytearray)):
         raise TypeError(
@@ -41,7 +55,26 @@ def validate_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] is {_describe(item)}; expected str")
+    repaired = [i for i, item in enumerate(items) if not item.isascii() and _SURROGATE.search(item)]
+    for i in repaired:
+        items[i] = _repair_surrogates(items[i])
+    if repaired:
+        logger.warning(
+            "%d of %d %s held UTF-16 surrogate code points, which cannot be encoded (first: "
+            "%s[%d]); unpaired ones were replaced with U+FFFD",
+            len(repaired),
+            len(items),
+            name,
+            name,
+            repaired[0],
+        )
     return items
+
+
+def _repair_surrogates(text: str) -> str:
+    # Read through UTF-16 as JavaScript or Rust's from_utf16_lossy would: a high + low
+    # pair joins into its character, an unpaired half becomes U+FFFD.
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def validate_text(text: str, name: str = "query") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 
-from lfm_core import DenseEncoder, validate_text
+from lfm_core import DenseEncoder, validate_text, validate_texts
 from lfm_llamaindex._loading import resolve_encoder
 
 DEFAULT_DENSE_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
@@ -100,6 +100,26 @@ class LFMEmbedding(BaseEmbedding):
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._encoder.encode_documents([validate_text(text, "text")])[0].tolist()
+
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed documents in chunks of ``embed_batch_size``; ``texts`` is checked whole first.
+
+        LlamaIndex iterates ``texts`` chunk by chunk: a bare ``str`` would be embedded one
+        character at a time, and a bad item would be named by its place in its chunk.
+        """
+        return super().get_text_embedding_batch(
+            validate_texts(texts), show_progress=show_progress, **kwargs
+        )
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`, with the same check."""
+        return await super().aget_text_embedding_batch(
+            validate_texts(texts), show_progress=show_progress, **kwargs
+        )
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         # One call for the whole chunk: the core batches it for the device.
