@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from lfm_core.testing import train_tokenizer
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 LFM2_CONFIGS = {
@@ -35,16 +37,6 @@ LFM2_CONFIGS = {
     "lfm2-colbert": SHARED_DATA / "lfm2-tokenizer" / "lfm2.5-colbert-350m" / "config.json",
 }
 SCIFACT = SHARED_DATA / "beir-scifact" / "corpus.jsonl"
-LFM2_SPECIALS = [
-    "<|pad|>",
-    "<|startoftext|>",
-    "<|endoftext|>",
-    "<|fim_pre|>",
-    "<|fim_mid|>",
-    "<|fim_suf|>",
-    "<|im_start|>",
-    "<|im_end|>",
-]
 PREFIX_TOKENS = ("[Q] ", "[D] ")
 
 
@@ -101,57 +93,15 @@ def write_tokenizer(
 
     ``[Q] ``/``[D] `` (when ``prefix_tokens``) are the last two ids, as in LFM2.5-ColBERT.
     """
-    from tokenizers import (
-        AddedToken,
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    n_ids = train_tokenizer(
+        folder,
         vocab_size=bpe_size,
-        special_tokens=LFM2_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        corpus=corpus,
+        pad_to=vocab_size,
+        extra_tokens=PREFIX_TOKENS if prefix_tokens else (),
     )
-    tok.train_from_iterator(corpus, trainer=trainer)
-    data = json.loads(tok.to_str())
-    vocab = data["model"]["vocab"]
-    base = vocab_size - (len(PREFIX_TOKENS) if prefix_tokens else 0)
-    for i in range(len(vocab), base):
-        vocab[f"<|unused_{i}|>"] = i  # never produced by a merge: only fills the id space
-    tok = Tokenizer.from_str(json.dumps(data))
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A", special_tokens=[("<|startoftext|>", 1)]
-    )
-    if prefix_tokens:
-        tok.add_tokens([AddedToken(t, normalized=False) for t in PREFIX_TOKENS])
-    if tok.get_vocab_size() != vocab_size:
-        raise RuntimeError(f"tokenizer has {tok.get_vocab_size()} ids, config says {vocab_size}")
-    folder.mkdir(parents=True, exist_ok=True)
-    tok.save(str(folder / "tokenizer.json"))
-    _write_json(
-        folder / "tokenizer_config.json",
-        {
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": "<|startoftext|>",
-            "eos_token": "<|im_end|>",
-            "pad_token": "<|pad|>",
-            "add_bos_token": True,
-            "add_eos_token": False,
-            "model_max_length": 1000000000000000019884624838656,
-        },
-    )
-    _write_json(
-        folder / "special_tokens_map.json",
-        {"bos_token": "<|startoftext|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"},
-    )
+    if n_ids != vocab_size:
+        raise RuntimeError(f"tokenizer has {n_ids} ids, config says {vocab_size}")
 
 
 def random_lfm2_weights(

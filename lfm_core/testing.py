@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,25 @@ def tiny_lfm2_config(vocab_size: int, **overrides: Any) -> dict[str, Any]:
 
 
 def train_tokenizer(
-    folder: Path, *, vocab_size: int = 400, extra_tokens: Iterable[str] = ()
+    folder: Path,
+    *,
+    vocab_size: int = 400,
+    extra_tokens: Iterable[str] = (),
+    corpus: Sequence[str] | None = None,
+    pad_to: int | None = None,
 ) -> int:
     """Train a byte-level BPE with LFM2's special ids and save it as the LFM2 files do.
 
+    Args:
+        folder: where ``tokenizer.json`` and friends are written.
+        vocab_size: BPE vocabulary to train (special tokens included).
+        extra_tokens: added last, in order (PyLate's ``[Q] ``/``[D] ``).
+        corpus: training texts (default: a small multilingual sample).
+        pad_to: fill the id space with unused tokens so the tokenizer has exactly this
+            many ids, ``extra_tokens`` included (a real config's ``vocab_size``).
+
     Returns:
-        The tokenizer's vocabulary size (trained tokens + ``extra_tokens``).
+        The tokenizer's vocabulary size (trained tokens + padding + ``extra_tokens``).
     """
     from tokenizers import (
         AddedToken,
@@ -113,7 +126,14 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus if corpus is not None else _CORPUS * 4, trainer=trainer)
+    extra_tokens = list(extra_tokens)
+    if pad_to is not None:
+        data = json.loads(tok.to_str())
+        vocab = data["model"]["vocab"]
+        for i in range(len(vocab), pad_to - len(extra_tokens)):
+            vocab[f"<|unused_{i}|>"] = i  # never produced by a merge: only fills the id space
+        tok = Tokenizer.from_str(json.dumps(data))
     tok.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A", special_tokens=[("<|startoftext|>", 1)]
     )
