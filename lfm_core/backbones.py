@@ -88,6 +88,13 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], folder: P
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    _raise_if_mismatched(folder, missing=missing, unexpected=unexpected, wrong=wrong)
+
+
+def _raise_if_mismatched(
+    folder: Path, *, missing: list[str], unexpected: list[str], wrong: list[str]
+) -> None:
+    """One ``CheckpointError`` naming a few of each kind of problem, if there is any."""
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} weights (e.g. {', '.join(missing[:3])})")
@@ -176,15 +183,7 @@ def _check_loading_info(info: dict[str, Iterable[Any]], folder: Path) -> None:
     ]
     # The pooler is a head the encoders never read; many checkpoints leave it out.
     missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith("pooler."))
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} weights (e.g. {', '.join(missing[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
-    if problems:
-        raise CheckpointError(
-            f"weights in {folder} do not match its config.json: " + "; ".join(problems)
-        )
+    _raise_if_mismatched(folder, missing=missing, unexpected=[], wrong=wrong)
 
 
 def load_backbone(folder: Path, *, allow_pickle: bool = False) -> Lfm2Backbone | AutoModelBackbone:

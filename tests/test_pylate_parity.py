@@ -61,6 +61,8 @@ BATCH_SIZE = 4  # several batches of mixed lengths, so PyLate pads
 
 def _pylate_python() -> Path:
     path = Path(os.environ.get("LFM_PYLATE_PYTHON") or DEFAULT_PYLATE_PYTHON)
+    if not path.is_file() and os.environ.get("CI"):
+        pytest.fail(f"PyLate interpreter absent in CI: {path}; .ci/run builds it first")
     if not path.is_file():
         pytest.skip(
             f"PyLate interpreter absent: {path} not found; build it with "
