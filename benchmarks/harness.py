@@ -169,6 +169,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="PyLate interpreter (default: $LFM_PYLATE_PYTHON or .venv-pylate, built if absent)",
     )
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU: also time our quantize='int8' encoder and its cosine to float32",
+    )
+    parser.add_argument(
         "--output", type=Path, default=None, help="also write the markdown report here"
     )
     return parser.parse_args(argv)
@@ -234,6 +239,8 @@ def _run(
             check = _check_same_vectors(encoder, st.model, work)
     peak = _peak_tflops(args.peak_tflops, dev, dtype)
     report = _report(args, dev, dtype, folder, flops, work, ours.side, peer, peak, check, notes)
+    if args.int8:
+        report += "\n\n" + _int8_section(args.model, folder, dev, encoder, work, ours.side, peer)
     report += f"\n\nTotal wall time {time.perf_counter() - started:.0f} s."
     return report, check is None or check.startswith("same")
 
@@ -548,6 +555,41 @@ def _check_same_vectors(encoder: Any, st: Any, work: Workload) -> str:
     ok = worst >= 0.99999
     verdict = "same vectors" if ok else "VECTORS DIFFER"
     return f"{verdict}: min cosine {worst:.7f} over {len(texts)} texts (threshold 0.99999)"
+
+
+def _int8_section(
+    model: str, folder: Path, dev: str, encoder: Any, work: Workload, ours: Side, peer: Side
+) -> str:
+    """Our opt-in int8 encoder on the same documents: speed, and cosine to our float32 vectors."""
+    if not dev.startswith("cpu"):
+        return "int8: skipped (a CPU option; on GPU the default is bfloat16)."
+    from lfm_core import DenseEncoder, LateInteractionEncoder
+
+    cls = LateInteractionEncoder if model == "lfm2-colbert" else DenseEncoder
+    int8 = cls.from_pretrained(folder, device=dev, quantize="int8")
+    int8.encode_documents(work.documents[:8])  # warm-up
+    run = measure.timed_run(lambda: int8.encode_documents(work.documents), dev)
+    exact = encoder.encode_documents(work.documents)
+    approx = int8.encode_documents(work.documents)
+    if model == "lfm2-colbert":  # one cosine per token vector
+        exact, approx = np.concatenate(exact), np.concatenate(approx)
+    cos = np.sum(exact * approx, axis=1) / (
+        np.linalg.norm(exact, axis=1) * np.linalg.norm(approx, axis=1)
+    )
+    tokens = sum(work.doc_tokens)
+    speed = tokens / run["seconds"]
+    fp32 = tokens / ours.throughput[0]["seconds"]
+    peer_speed = tokens / peer.throughput[0]["seconds"]
+    unit = "token vectors" if model == "lfm2-colbert" else "documents"
+    return "\n".join(
+        [
+            '| int8 (`quantize="int8"`) | tokens/s | ÷ ours float32 | ÷ peer (default batch) '
+            f"| cosine to float32 over {len(cos):,} {unit}: worst / mean |",
+            "|---|---:|---:|---:|---:|",
+            f"| ours int8 | {speed:,.0f} | {speed / fp32:.2f}× | {speed / peer_speed:.2f}× "
+            f"| {cos.min():.4f} / {cos.mean():.4f} |",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- report

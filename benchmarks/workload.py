@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from lfm_core.testing import train_tokenizer
+from lfm_core.testing import random_lfm2_state, train_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
@@ -104,29 +104,6 @@ def write_tokenizer(
         raise RuntimeError(f"tokenizer has {n_ids} ids, config says {vocab_size}")
 
 
-def random_lfm2_weights(
-    config: Mapping[str, Any], *, seed: int, dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
-    """Random weights named and shaped as ``lfm_core``'s (and transformers') ``Lfm2Model``."""
-    from lfm_core.config import Lfm2Config
-    from lfm_core.modeling_lfm2 import Lfm2Model
-
-    with torch.device("meta"):  # shapes only, no memory
-        shapes = {
-            k: v.shape for k, v in Lfm2Model(Lfm2Config.from_dict(config)).state_dict().items()
-        }
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, shape in shapes.items():
-        if len(shape) == 1:  # RMSNorm scales
-            state[name] = torch.ones(shape, dtype=dtype)
-        else:  # unit-variance activations whatever the width
-            state[name] = torch.empty(shape, dtype=dtype).normal_(
-                0.0, shape[-1] ** -0.5, generator=gen
-            )
-    return state
-
-
 def write_lfm2_checkpoint(
     folder: Path,
     model: str,
@@ -150,7 +127,8 @@ def write_lfm2_checkpoint(
     write_tokenizer(folder, corpus, vocab_size=int(config["vocab_size"]), prefix_tokens=colbert)
     _write_json(folder / "config.json", config)
     save_file(
-        random_lfm2_weights(config, seed=seed, dtype=dtype), str(folder / "model.safetensors")
+        random_lfm2_state(config, seed=seed, norm_spread=0.0, dtype=dtype),
+        str(folder / "model.safetensors"),
     )
     head = "1_Dense" if colbert else "1_Pooling"
     head_type = "pylate.models.Dense.Dense" if colbert else "sentence_transformers.models.Pooling"

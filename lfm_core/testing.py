@@ -160,19 +160,36 @@ def train_tokenizer(
 
 
 def random_lfm2_state(
-    config: Mapping[str, Any], *, seed: int, prefix: str = ""
+    config: Mapping[str, Any],
+    *,
+    seed: int,
+    prefix: str = "",
+    norm_spread: float = 0.2,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
-    """Random weights for ``config`` with norms away from 1, so a wrong norm shows."""
+    """Random weights named and shaped as ``Lfm2Model``'s (ours and transformers').
+
+    Matrices are drawn with standard deviation ``fan_in ** -0.5`` (unit-variance activations
+    at any width); norm scales around 1 with ``norm_spread``, so that a wrong norm shows in a
+    parity test (0 gives ones). Shapes come from a model on the meta device, so a 350M
+    config costs only its weights' memory.
+    """
+    with torch.device("meta"):
+        shapes = {
+            k: v.shape for k, v in Lfm2Model(Lfm2Config.from_dict(config)).state_dict().items()
+        }
     gen = torch.Generator().manual_seed(seed)
-    model = Lfm2Model(Lfm2Config.from_dict(config))
     state = {}
-    for name, tensor in model.state_dict().items():
+    for name, shape in shapes.items():
+        value = torch.empty(shape, dtype=dtype)
         if name.endswith("norm.weight") or "layernorm" in name:
-            value = 1.0 + 0.2 * torch.randn(tensor.shape, generator=gen)
+            if norm_spread:
+                value.normal_(1.0, norm_spread, generator=gen)
+            else:
+                value.fill_(1.0)
         else:
-            fan_in = tensor.shape[-1] if tensor.ndim > 1 else 1
-            value = torch.randn(tensor.shape, generator=gen) / max(fan_in, 1) ** 0.5
-        state[prefix + name] = value.contiguous()
+            value.normal_(0.0, shape[-1] ** -0.5, generator=gen)
+        state[prefix + name] = value
     return state
 
 
