@@ -629,12 +629,17 @@ def _load_average() -> float | None:
 
 
 def _load_note(before: float | None) -> str | None:
-    """A warning when other work shared the CPUs: OpenMP threads then wait on each other."""
+    """A warning when other work shared the CPUs: OpenMP threads then wait on each other.
+
+    The load average after the run counts the benchmark's own threads, so those are taken
+    off before judging.
+    """
     after, cpus = _load_average(), os.cpu_count() or 1
     if before is None or after is None:
         return None
     note = f"1-minute load average {before:.1f} before, {after:.1f} after, on {cpus} logical CPUs"
-    if max(before, after) > 0.75 * cpus:
+    others = max(before, after - torch.get_num_threads())
+    if others > 0.5 * cpus:
         note += (
             " — the machine was busy with other work: CPU timings are unreliable (torch's "
             "threads wait for each other at every op); rerun on an idle machine or with --threads 1"

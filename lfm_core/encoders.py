@@ -285,8 +285,10 @@ class DenseEncoder(_Encoder):
             revision: hub branch, tag or commit to pin.
             cache_dir: hub cache folder.
             allow_pickle: accept ``pytorch_model.bin`` weights (they can run code).
-            quantize: ``"int8"`` for dynamic int8 linear layers on CPU.
-            compile: wrap the backbone in ``torch.compile``.
+            quantize: ``"int8"`` for int8 linear layers on CPU (faster, vectors close to
+                float32 but not equal; see :mod:`lfm_core.quantization`).
+            compile: wrap the backbone in ``torch.compile`` (for GPUs: on CPU it measured no
+                faster and costs a minute of compilation).
 
         Raises:
             CheckpointError: the checkpoint is missing, unreachable, unsafe or inconsistent.

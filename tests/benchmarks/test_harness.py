@@ -80,9 +80,13 @@ def test_minilm_quick_run_prints_a_table_and_matching_vectors(
 ) -> None:
     out = tmp_path / "report.md"
     argv = ["--model", "minilm", "--quick", "--docs", "4", "--rerank-docs", "4"]
-    code = harness.main([*argv, "--latency-reps", "2", "--device", "cpu", "--output", str(out)])
+    argv += ["--latency-reps", "2", "--device", "cpu", "--int8", "--output", str(out)]
+    code = harness.main(argv)
     printed = capsys.readouterr().out
     assert code == 0
     assert "| ours (lfm_core) (default) |" in printed and "| sentence-transformers" in printed
     assert "same vectors: min cosine" in printed
+    int8_row = next(line for line in printed.splitlines() if line.startswith("| ours int8 |"))
+    worst = float(int8_row.split("|")[-2].split("/")[0])
+    assert 0.99 <= worst <= 1.0
     assert out.read_text(encoding="utf-8").strip() == printed.strip()
