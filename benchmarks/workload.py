@@ -19,16 +19,19 @@ from __future__ import annotations
 import json
 import math
 import random
-import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from lfm_core.testing import random_lfm2_state, train_tokenizer
+from lfm_core.testing import (
+    random_lfm2_state,
+    train_tokenizer,
+    write_colbert_layout,
+    write_dense_layout,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
@@ -125,71 +128,12 @@ def write_lfm2_checkpoint(
     config = load_lfm2_config(model)
     colbert = model == "lfm2-colbert"
     write_tokenizer(folder, corpus, vocab_size=int(config["vocab_size"]), prefix_tokens=colbert)
-    _write_json(folder / "config.json", config)
-    save_file(
-        random_lfm2_state(config, seed=seed, norm_spread=0.0, dtype=dtype),
-        str(folder / "model.safetensors"),
-    )
-    head = "1_Dense" if colbert else "1_Pooling"
-    head_type = "pylate.models.Dense.Dense" if colbert else "sentence_transformers.models.Pooling"
-    _write_json(
-        folder / "modules.json",
-        [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": head, "type": head_type},
-        ],
-    )
-    _write_json(
-        folder / "sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False}
-    )
-    hidden = int(config["hidden_size"])
+    state = random_lfm2_state(config, seed=seed, norm_spread=0.0, dtype=dtype)
     if colbert:
-        _write_json(
-            folder / "config_sentence_transformers.json",
-            {
-                "prompts": {"query": "", "document": ""},
-                "default_prompt_name": None,
-                "similarity_fn_name": "MaxSim",
-                "query_prefix": PREFIX_TOKENS[0],
-                "document_prefix": PREFIX_TOKENS[1],
-                "query_length": 32,
-                "document_length": 512,
-                "attend_to_expansion_tokens": False,
-                "skiplist_words": list(string.punctuation),
-                "do_query_expansion": True,
-            },
+        return write_colbert_layout(
+            folder, config, state, projection_seed=seed + 1, dim=128, dtype=dtype
         )
-        _write_json(
-            folder / "1_Dense" / "config.json",
-            {
-                "in_features": hidden,
-                "out_features": 128,
-                "bias": False,
-                "activation_function": "torch.nn.modules.linear.Identity",
-                "use_residual": False,
-            },
-        )
-        gen = torch.Generator().manual_seed(seed + 1)
-        weight = torch.empty(128, hidden, dtype=dtype).normal_(0.0, hidden**-0.5, generator=gen)
-        save_file({"linear.weight": weight}, str(folder / "1_Dense" / "model.safetensors"))
-    else:
-        _write_json(
-            folder / "config_sentence_transformers.json",
-            {
-                "prompts": {"query": "query: ", "document": "document: "},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            },
-        )
-        _write_json(
-            folder / "1_Pooling" / "config.json",
-            {
-                "word_embedding_dimension": hidden,
-                "pooling_mode_cls_token": True,
-                "include_prompt": True,
-            },
-        )
-    return folder
+    return write_dense_layout(folder, config, state, dtype=dtype)
 
 
 def log_uniform_lengths(n: int, *, low: int = 16, high: int = 512, seed: int = 0) -> list[int]:
@@ -299,8 +243,3 @@ def bert_flops(config: Mapping[str, Any]) -> ForwardFlops:
         int(config["num_hidden_layers"]),
     )
     return ForwardFlops(layers * (4 * h * h + 2 * h * ffn), layers, h)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

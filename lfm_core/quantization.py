@@ -71,6 +71,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
+        if rows.shape[0] == 0:
+            return x.new_zeros(*x.shape[:-1], self.out_features)
         values, scale, outliers = _int8_rows_without(rows, self.outlier_threshold)
         acc = torch._int_mm(values, self.weight_int8)
         out = acc.float().mul_(scale).mul_(self.weight_scale)

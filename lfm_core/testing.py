@@ -196,11 +196,52 @@ def random_lfm2_state(
 def write_dense_checkpoint(
     folder: Path, *, seed: int = 0, dtype: torch.dtype = torch.float32, **config_overrides: Any
 ) -> Path:
-    """A sentence-transformers layout like LFM2.5-Embedding-350M (CLS pooling, prompts)."""
+    """A tiny sentence-transformers checkpoint like LFM2.5-Embedding-350M (CLS pooling, prompts)."""
     vocab = train_tokenizer(folder)
     config = tiny_lfm2_config(vocab_size=max(vocab, 512), **config_overrides)
+    return write_dense_layout(folder, config, random_lfm2_state(config, seed=seed), dtype=dtype)
+
+
+def write_colbert_checkpoint(
+    folder: Path,
+    *,
+    seed: int = 1,
+    dim: int = 16,
+    dtype: torch.dtype = torch.bfloat16,
+    weight_prefix: str = "model.",
+    query_length: int = 32,
+    document_length: int = 512,
+    **config_overrides: Any,
+) -> Path:
+    """A tiny PyLate checkpoint like LFM2.5-ColBERT-350M (``[Q] ``/``[D] `` last, ``1_Dense``)."""
+    vocab = train_tokenizer(folder, extra_tokens=["[Q] ", "[D] "])
+    config = tiny_lfm2_config(vocab_size=vocab, **config_overrides)
+    return write_colbert_layout(
+        folder,
+        config,
+        random_lfm2_state(config, seed=seed, prefix=weight_prefix),
+        projection_seed=seed + 100,
+        dim=dim,
+        dtype=dtype,
+        query_length=query_length,
+        document_length=document_length,
+        max_seq_length=document_length - 1,
+    )
+
+
+def write_dense_layout(
+    folder: Path,
+    config: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    *,
+    dtype: torch.dtype,
+) -> Path:
+    """Everything but the tokenizer of LFM2.5-Embedding-350M's sentence-transformers layout.
+
+    ``config.json`` and ``model.safetensors`` (``state`` cast to ``dtype``), then
+    ``modules.json`` (Transformer, Pooling), the query/document prompts and CLS pooling.
+    """
     _write_json(folder / "config.json", config)
-    state = random_lfm2_state(config, seed=seed)
     save_file({k: v.to(dtype) for k, v in state.items()}, str(folder / "model.safetensors"))
     _write_json(
         folder / "modules.json",
@@ -241,22 +282,25 @@ def write_dense_checkpoint(
     return folder
 
 
-def write_colbert_checkpoint(
+def write_colbert_layout(
     folder: Path,
+    config: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
     *,
-    seed: int = 1,
-    dim: int = 16,
-    dtype: torch.dtype = torch.bfloat16,
-    weight_prefix: str = "model.",
+    projection_seed: int,
+    dim: int,
+    dtype: torch.dtype,
     query_length: int = 32,
     document_length: int = 512,
-    **config_overrides: Any,
+    max_seq_length: int = 512,
 ) -> Path:
-    """A PyLate layout like LFM2.5-ColBERT-350M (``[Q] ``/``[D] `` last, ``1_Dense`` projection)."""
-    vocab = train_tokenizer(folder, extra_tokens=["[Q] ", "[D] "])
-    config = tiny_lfm2_config(vocab_size=vocab, **config_overrides)
+    """Everything but the tokenizer of LFM2.5-ColBERT-350M's PyLate layout.
+
+    ``config.json`` and ``model.safetensors`` (``state`` cast to ``dtype``), ``modules.json``
+    (Transformer, PyLate Dense), PyLate's ``[Q] ``/``[D] `` settings, and a random
+    ``1_Dense`` projection ``hidden -> dim`` drawn from ``projection_seed``.
+    """
     _write_json(folder / "config.json", config)
-    state = random_lfm2_state(config, seed=seed, prefix=weight_prefix)
     save_file({k: v.to(dtype) for k, v in state.items()}, str(folder / "model.safetensors"))
     _write_json(
         folder / "modules.json",
@@ -282,10 +326,9 @@ def write_colbert_checkpoint(
     )
     _write_json(
         folder / "sentence_bert_config.json",
-        {"max_seq_length": document_length - 1, "do_lower_case": False},
+        {"max_seq_length": max_seq_length, "do_lower_case": False},
     )
-    gen = torch.Generator().manual_seed(seed + 100)
-    hidden = config["hidden_size"]
+    hidden = int(config["hidden_size"])
     _write_json(
         folder / "1_Dense" / "config.json",
         {
@@ -296,6 +339,7 @@ def write_colbert_checkpoint(
             "use_residual": False,
         },
     )
+    gen = torch.Generator().manual_seed(projection_seed)
     weight = torch.randn(dim, hidden, generator=gen) / hidden**0.5
     save_file(
         {"linear.weight": weight.to(dtype).contiguous()},

@@ -56,6 +56,10 @@ def test_int8_linear_is_close_to_float_and_handles_zeros_and_single_rows() -> No
     cos = torch.nn.functional.cosine_similarity(out[keep], ref[keep], dim=-1)
     assert cos.min() > 0.999
     assert q(x[:1]).shape == (1, 32)
+    assert q(x[:0]).shape == (0, 32)
+    odd = nn.Linear(37, 13)
+    y = torch.randn(1, 37)
+    assert torch.nn.functional.cosine_similarity(Int8Linear(odd)(y), odd(y)).item() > 0.999
 
 
 def test_quantize_replaces_every_linear_in_place() -> None:
