@@ -77,8 +77,14 @@ class PeakMemory:
 
 
 def weights_bytes(module: torch.nn.Module) -> int:
-    """Bytes held by a module's parameters and buffers."""
+    """Bytes held by a module's parameters and buffers (oneDNN-packed weights included)."""
+    from lfm_core.onednn import OneDNNLinear
+
     tensors = [*module.parameters(), *module.buffers()]
+    tensors += [m.packed_weight for m in module.modules() if isinstance(m, OneDNNLinear)]
+    tensors += [
+        m.bias for m in module.modules() if isinstance(m, OneDNNLinear) and m.bias is not None
+    ]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 

@@ -1,0 +1,125 @@
+"""oneDNN pre-packed float32 linear layers: same numbers as F.linear, and still a good module."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lfm_core import DenseEncoder, LateInteractionEncoder
+from lfm_core import encoders as encoders_module
+from lfm_core.onednn import OneDNNLinear, onednn_linear_available, pack_linears_for_cpu
+
+pytestmark = pytest.mark.skipif(
+    not onednn_linear_available(), reason="this torch build cannot pack linear weights for oneDNN"
+)
+
+TEXTS = [
+    "the quick brown fox jumps over the lazy dog",
+    "",
+    "日本語のテキスト検索",
+    "Arc<Mutex<T>> is the idiomatic way to share mutable state across threads. " * 5,
+    "a",
+]
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (7, 40), (3, 5, 40), (0, 40)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_matches_f_linear(shape: tuple[int, ...], bias: bool) -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(40, 24, bias=bias)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        torch.testing.assert_close(OneDNNLinear(linear)(x), linear(x), rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_input() -> None:
+    linear = nn.Linear(16, 8)
+    x = torch.randn(16, 9).t()
+    with torch.inference_mode():
+        torch.testing.assert_close(OneDNNLinear(linear)(x), linear(x), rtol=1e-5, atol=1e-5)
+
+
+def test_state_dict_keeps_linear_names_and_values() -> None:
+    linear = nn.Linear(12, 6)
+    packed = OneDNNLinear(linear)
+    state = packed.state_dict()
+    assert set(state) == {"weight", "bias"}
+    assert torch.equal(state["weight"], linear.weight.detach())
+    other = OneDNNLinear(nn.Linear(12, 6))
+    other.load_state_dict(state)
+    x = torch.randn(4, 12)
+    with torch.inference_mode():
+        assert torch.equal(other(x), packed(x))
+
+
+def test_deepcopy_and_pickle_round_trip() -> None:
+    model = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 3))
+    x = torch.randn(5, 10)
+    with torch.inference_mode():
+        expected = model(x)
+        assert pack_linears_for_cpu(model) == 2
+        for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            torch.testing.assert_close(clone(x), expected, rtol=1e-5, atol=1e-5)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    assert set(torch.load(io.BytesIO(buffer.getvalue()))) == {
+        "0.weight",
+        "0.bias",
+        "2.weight",
+        "2.bias",
+    }
+
+
+def test_pack_skips_what_it_cannot_serve() -> None:
+    model = nn.Sequential(nn.Linear(4, 4).to(torch.bfloat16), nn.Linear(4, 4))
+    assert pack_linears_for_cpu(model) == 1
+    assert isinstance(model[0], nn.Linear) and isinstance(model[1], OneDNNLinear)
+
+
+def _unpacked(monkeypatch: pytest.MonkeyPatch, cls, folder):
+    with monkeypatch.context() as m:
+        m.setattr(encoders_module, "pack_linears_for_cpu", lambda module: 0)
+        return cls.from_pretrained(folder, device="cpu")
+
+
+def test_dense_encoder_packs_and_keeps_its_vectors(
+    tiny_dense_dir, tiny_dense: DenseEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert any(isinstance(m, OneDNNLinear) for m in tiny_dense.backbone.modules())
+    plain = _unpacked(monkeypatch, DenseEncoder, tiny_dense_dir)
+    assert not any(isinstance(m, OneDNNLinear) for m in plain.backbone.modules())
+    np.testing.assert_allclose(
+        tiny_dense.encode_documents(TEXTS), plain.encode_documents(TEXTS), atol=1e-5
+    )
+
+
+def test_colbert_encoder_packs_and_keeps_its_vectors(
+    tiny_colbert_dir, tiny_colbert: LateInteractionEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = _unpacked(monkeypatch, LateInteractionEncoder, tiny_colbert_dir)
+    for ours, ref in zip(tiny_colbert.encode_documents(TEXTS), plain.encode_documents(TEXTS)):
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_not_packed_for_int8_or_transformers_models(tiny_dense_dir, minilm: DenseEncoder) -> None:
+    int8 = DenseEncoder.from_pretrained(tiny_dense_dir, device="cpu", quantize="int8")
+    assert not any(isinstance(m, OneDNNLinear) for m in int8.backbone.modules())
+    assert not any(isinstance(m, OneDNNLinear) for m in minilm.backbone.modules())
+
+
+def test_f_linear_reference_is_what_we_compare_to() -> None:
+    # Guard against a vacuous comparison: packing must not alias the original module.
+    linear = nn.Linear(8, 8)
+    packed = OneDNNLinear(linear)
+    with torch.no_grad():
+        linear.weight.add_(1.0)
+    x = torch.randn(2, 8)
+    with torch.inference_mode():
+        assert not torch.allclose(packed(x), F.linear(x, linear.weight, linear.bias))
