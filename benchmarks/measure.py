@@ -78,13 +78,12 @@ class PeakMemory:
 
 def weights_bytes(module: torch.nn.Module) -> int:
     """Bytes held by a module's parameters and buffers (oneDNN-packed weights included)."""
-    from lfm_core.onednn import OneDNNLinear
-
     tensors = [*module.parameters(), *module.buffers()]
-    tensors += [m.packed_weight for m in module.modules() if isinstance(m, OneDNNLinear)]
-    tensors += [
-        m.bias for m in module.modules() if isinstance(m, OneDNNLinear) and m.bias is not None
-    ]
+    # lfm_core.onednn.OneDNNLinear keeps its tensors as plain attributes (duck-typed here:
+    # this module also runs in the PyLate environment, which has no lfm_core).
+    for m in module.modules():
+        if isinstance(getattr(m, "packed_weight", None), torch.Tensor):
+            tensors += [t for t in (m.packed_weight, m.bias) if t is not None]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 

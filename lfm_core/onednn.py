@@ -3,8 +3,8 @@
 ``F.linear`` hands each product to the BLAS with the weight in its checkpoint layout, and
 the BLAS re-blocks it on every call. oneDNN can re-block the weight once, at load time,
 into the layout its kernels read; on the 2-core AMD EPYC of docs/benchmarks.md that made
-the products ~1.4x faster and the LFM2 350M encoder 1.3-1.5x faster end to end, with
-vectors within 1e-6 of ``F.linear``'s. torch.compile's CPU backend does the same
+the products up to 1.4x faster, the LFM2 350M encoder 1.15-1.3x faster on documents and
+1.9x on a single query, with vectors within 1e-6 of ``F.linear``'s. torch.compile's CPU backend does the same
 (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``); this module uses
 those ops in eager mode. Where they are missing or disagree with ``F.linear`` (a torch
 build without oneDNN, another CPU), :func:`pack_linears_for_cpu` leaves the layers as

@@ -90,3 +90,25 @@ def test_minilm_quick_run_prints_a_table_and_matching_vectors(
     worst = float(int8_row.split("|")[-2].split("/")[0])
     assert 0.99 <= worst <= 1.0
     assert out.read_text(encoding="utf-8").strip() == printed.strip()
+
+
+def test_measure_imports_nothing_from_this_project() -> None:
+    """pylate_worker.py imports measure.py inside the PyLate environment, which has no lfm_core."""
+    import ast
+
+    tree = ast.parse(Path(measure.__file__).read_text(encoding="utf-8"))
+    imported = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    ours = {
+        "lfm_core",
+        "lfm_retrieval",
+        "lfm_qdrant",
+        "lfm_langchain",
+        "lfm_llamaindex",
+        "benchmarks",
+    }
+    assert not {name.split(".")[0] for name in imported} & ours
