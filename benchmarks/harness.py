@@ -548,13 +548,15 @@ def _check_same_vectors(encoder: Any, st: Any, work: Workload) -> str:
     texts = [work.query, *work.documents]
     ours = encoder.encode_documents(texts)
     theirs = st.encode(texts, normalize_embeddings=True)
-    cos = np.sum(ours * theirs, axis=1) / (
-        np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1)
-    )
+    cos = _row_cosines(ours, theirs)
     worst = float(cos.min())
     ok = worst >= 0.99999
     verdict = "same vectors" if ok else "VECTORS DIFFER"
     return f"{verdict}: min cosine {worst:.7f} over {len(texts)} texts (threshold 0.99999)"
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def _int8_section(
@@ -573,9 +575,7 @@ def _int8_section(
     approx = int8.encode_documents(work.documents)
     if model == "lfm2-colbert":  # one cosine per token vector
         exact, approx = np.concatenate(exact), np.concatenate(approx)
-    cos = np.sum(exact * approx, axis=1) / (
-        np.linalg.norm(exact, axis=1) * np.linalg.norm(approx, axis=1)
-    )
+    cos = _row_cosines(exact, approx)
     tokens = sum(work.doc_tokens)
     speed = tokens / run["seconds"]
     fp32 = tokens / ours.throughput[0]["seconds"]

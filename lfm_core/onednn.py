@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .quantization import replace_linears
+
 __all__ = ["OneDNNLinear", "onednn_linear_available", "pack_linears_for_cpu"]
 
 logger = logging.getLogger(__name__)
@@ -123,15 +125,9 @@ def pack_linears_for_cpu(module: nn.Module) -> int:
     """
     if not onednn_linear_available():
         return 0
-    count = 0
-    for name, child in list(module.named_children()):
-        if (
-            isinstance(child, nn.Linear)
-            and child.weight.device.type == "cpu"
-            and child.weight.dtype == torch.float32
-        ):
-            setattr(module, name, OneDNNLinear(child))
-            count += 1
-        else:
-            count += pack_linears_for_cpu(child)
-    return count
+
+    def pack(linear: nn.Linear) -> OneDNNLinear | None:
+        weight = linear.weight
+        return OneDNNLinear(linear) if weight.is_cpu and weight.dtype == torch.float32 else None
+
+    return replace_linears(module, pack)

@@ -18,10 +18,12 @@ path uses too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["Int8Linear", "quantize_linears_int8"]
+__all__ = ["Int8Linear", "quantize_linears_int8", "replace_linears"]
 
 _QMAX = 127.0
 
@@ -86,6 +88,23 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+def replace_linears(module: nn.Module, make: Callable[[nn.Linear], nn.Module | None]) -> int:
+    """Replace each ``nn.Linear`` inside ``module`` by ``make(linear)``, in place.
+
+    ``make`` returns the replacement, or None to keep that layer. Returns how many were replaced.
+    """
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Linear):
+            new = make(child)
+            if new is not None:
+                setattr(module, name, new)
+                count += 1
+        else:
+            count += replace_linears(child, make)
+    return count
+
+
 def quantize_linears_int8(module: nn.Module, outlier_threshold: float = 6.0) -> nn.Module:
     """Replace every ``nn.Linear`` inside ``module`` by an :class:`Int8Linear`, in place.
 
@@ -93,9 +112,5 @@ def quantize_linears_int8(module: nn.Module, outlier_threshold: float = 6.0) -> 
     ``outlier_threshold``: input features above it (in any row) skip int8; ``inf`` turns the
     decomposition off.
     """
-    for name, child in list(module.named_children()):
-        if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, outlier_threshold))
-        else:
-            quantize_linears_int8(child, outlier_threshold)
+    replace_linears(module, lambda linear: Int8Linear(linear, outlier_threshold))
     return module
