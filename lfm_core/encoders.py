@@ -29,6 +29,7 @@ from .errors import CheckpointError, InputError
 from .loading import (
     LinearSpec,
     ModuleSpec,
+    checkpoint_digest,
     read_colbert_head,
     read_dense_head,
     read_linear,
@@ -93,6 +94,7 @@ class _Loaded:
     backbone: Lfm2Backbone | AutoModelBackbone
     tokenizer: TextTokenizer
     max_length: int
+    digest: str
 
 
 def _load(
@@ -109,7 +111,14 @@ def _load(
     body = modules[0].folder
     backbone = load_backbone(body, allow_pickle=allow_pickle)
     tokenizer = TextTokenizer.from_folder(body, bos_token_id=backbone.bos_token_id)
-    return _Loaded(folder, modules, backbone, tokenizer, read_max_length(body, 512))
+    return _Loaded(
+        folder,
+        modules,
+        backbone,
+        tokenizer,
+        read_max_length(body, 512),
+        checkpoint_digest(modules),
+    )
 
 
 class _Encoder:
@@ -126,10 +135,15 @@ class _Encoder:
         batching: BatchingConfig | None = None,
         quantize: Literal["int8"] | None = None,
         compile: bool = False,
+        revision: str | None = None,
+        checkpoint_digest: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name = model_name
+        self.revision = revision
+        # What a Qdrant collection records of the model that wrote it (lfm_qdrant).
+        self.checkpoint_digest = checkpoint_digest
         self.batching = batching or BatchingConfig()
         self.tokenizer = tokenizer
         self._padded = isinstance(backbone, AutoModelBackbone)
@@ -329,6 +343,8 @@ class DenseEncoder(_Encoder):
             batching=batching,
             quantize=quantize,
             compile=compile,
+            revision=revision,
+            checkpoint_digest=loaded.digest,
         )
 
     @property
@@ -501,6 +517,8 @@ class LateInteractionEncoder(_Encoder):
             batching=batching,
             quantize=quantize,
             compile=compile,
+            revision=revision,
+            checkpoint_digest=loaded.digest,
         )
 
     @property

@@ -2,23 +2,37 @@
 
 Usage::
 
-    from lfm_qdrant import MultiVectorWriter
+    from lfm_qdrant import EdgeStore, MultiVectorWriter
 
-    writer = MultiVectorWriter(client, "docs", dense=dense_encoder, colbert=colbert_encoder)
-    writer.add(texts, metadata=metadata)
+    store = EdgeStore("./index")          # Qdrant's engine in-process; or a QdrantClient(url=...)
+    writer = MultiVectorWriter(store, "docs", dense=dense_encoder, colbert=colbert_encoder)
+    ids = writer.add(texts, metadata=metadata)
     hits = writer.search("query", limit=10)  # dense prefetch, MaxSim rerank, in Qdrant
 """
 
-from .layout import COLBERT, DENSE
+from .edge import EdgeStore, StoreError
+from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
+from .layout import COLBERT, DENSE, validate_collection_name
+from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
 from .upload import DEFAULT_MAX_REQUEST_BYTES, MAX_MULTIVECTOR_FLOATS
-from .writer import ID_NAMESPACE, MultiVectorWriter, point_id
+from .writer import MultiVectorWriter, SearchMode
 
 __all__ = [
     "COLBERT",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DENSE",
-    "ID_NAMESPACE",
+    "KEY_NAMESPACE",
     "MAX_MULTIVECTOR_FLOATS",
+    "METADATA_KEY",
+    "TEXT_NAMESPACE",
+    "CollectionRecord",
+    "EdgeStore",
+    "ModelRecord",
     "MultiVectorWriter",
+    "PointId",
+    "SearchMode",
+    "StoreError",
     "point_id",
+    "text_point_id",
+    "validate_collection_name",
 ]

@@ -21,9 +21,17 @@ from typing import Any, Literal
 
 from qdrant_client import models
 
-from lfm_core import CollectionError
+from lfm_core import CollectionError, InputError
 
-__all__ = ["COLBERT", "DENSE", "Layout", "Quantization", "check_layout"]
+__all__ = [
+    "COLBERT",
+    "DENSE",
+    "ColbertDatatype",
+    "Layout",
+    "Quantization",
+    "check_layout",
+    "validate_collection_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,42 @@ COLBERT = "colbert"
 """Name of the ColBERT multivector in the collection."""
 
 Quantization = Literal["scalar", "binary"]
+ColbertDatatype = Literal["float32", "float16", "uint8"]
+
+# Qdrant's own rule for collection names (1 to 255 characters, none of these), plus the two
+# names that are folders of their own on disk.
+_FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
+_MAX_NAME_CHARS = 255
+
+
+def validate_collection_name(name: object) -> str:
+    """Return ``name`` if Qdrant accepts it as a collection name, else raise ``InputError``.
+
+    >>> validate_collection_name("faq-es_v2")
+    'faq-es_v2'
+    >>> validate_collection_name("../x")
+    Traceback (most recent call last):
+    ...
+    lfm_core.errors.InputError: collection name '../x' contains '/'; Qdrant refuses any of ...
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a collection name must be a str, not {type(name).__name__}")
+    if not name:
+        raise InputError("collection name is empty; Qdrant needs 1 to 255 characters")
+    if len(name) > _MAX_NAME_CHARS:
+        raise InputError(
+            f"collection name {name[:40]!r}... has {len(name)} characters; Qdrant allows at "
+            f"most {_MAX_NAME_CHARS}"
+        )
+    bad = next((c for c in name if c in _FORBIDDEN_NAME_CHARS), None)
+    if bad is not None:
+        raise InputError(
+            f"collection name {name!r} contains {bad!r}; Qdrant refuses any of "
+            '< > : " / \\ | ? * and control characters NUL and 0x1F'
+        )
+    if name in (".", ".."):
+        raise InputError(f"collection name {name!r} is not allowed")
+    return name
 
 
 @dataclass(frozen=True)
@@ -46,12 +90,16 @@ class Layout:
             or ``None``. Applied to both vectors when the collection is created.
         on_disk: keep original vectors and payload on disk (memory-mapped) when the
             collection is created; the quantized copies, if any, stay in RAM.
+        colbert_datatype: how each ColBERT number is stored: ``"float32"`` (4 bytes, the
+            default), ``"float16"`` (2 bytes) or ``"uint8"`` (1 byte; Qdrant maps the
+            unit-length rows to 0..255).
     """
 
     dense_dim: int | None
     colbert_dim: int | None
     quantization: Quantization | None = None
     on_disk: bool = False
+    colbert_datatype: ColbertDatatype = "float32"
 
     def vector_names(self) -> list[str]:
         """The named vectors of this layout, in a fixed order."""
@@ -85,16 +133,26 @@ class Layout:
                 hnsw_config=models.HnswConfigDiff(m=0),
                 on_disk=on_disk,
                 quantization_config=quantization,
+                datatype=(
+                    None
+                    if self.colbert_datatype == "float32"
+                    else models.Datatype(self.colbert_datatype)
+                ),
             )
         return config
 
-    def create_kwargs(self, collection_name: str) -> dict[str, Any]:
+    def create_kwargs(
+        self, collection_name: str, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments of ``client.create_collection`` for this layout."""
-        return {
+        kwargs: dict[str, Any] = {
             "collection_name": collection_name,
             "vectors_config": self.vectors_config(),
             "on_disk_payload": True if self.on_disk else None,
         }
+        if metadata is not None:
+            kwargs["metadata"] = dict(metadata)
+        return kwargs
 
 
 def _quantization_config(kind: Quantization | None) -> models.QuantizationConfig | None:
@@ -113,7 +171,9 @@ def _quantization_config(kind: Quantization | None) -> models.QuantizationConfig
     raise ValueError(f"quantization must be 'scalar', 'binary' or None, not {kind!r}")
 
 
-def check_layout(info: models.CollectionInfo, layout: Layout, collection_name: str) -> None:
+def check_layout(
+    info: models.CollectionInfo, layout: Layout, collection_name: str, *, exact: bool = True
+) -> None:
     """Raise :class:`~lfm_core.CollectionError` if an existing collection does not fit ``layout``.
 
     What decides the search results is checked: the vector names, their widths, the
@@ -126,6 +186,8 @@ def check_layout(info: models.CollectionInfo, layout: Layout, collection_name: s
         info: ``client.get_collection(collection_name)``.
         layout: what the writer's encoders produce.
         collection_name: for the messages.
+        exact: the collection must have exactly the layout's vectors (for writing); else
+            it may have more (searching one vector of a hybrid collection).
 
     Raises:
         CollectionError: naming the collection, what it has and what was expected.
@@ -138,7 +200,7 @@ def check_layout(info: models.CollectionInfo, layout: Layout, collection_name: s
             f"named vectors {expected}. Use another collection name, or delete this one."
         )
     found = sorted(vectors)
-    if sorted(expected) != found:
+    if (sorted(expected) != found) if exact else not set(expected) <= set(found):
         raise CollectionError(
             f"collection {collection_name!r} has vectors {found}, but this writer "
             f"(dense={layout.dense_dim is not None}, colbert={layout.colbert_dim is not None}) "

@@ -1,9 +1,9 @@
-"""``MultiVectorWriter``: index texts in Qdrant with dense + ColBERT vectors; two-stage search.
+"""``MultiVectorWriter``: index texts in Qdrant with dense + ColBERT vectors; search them.
 
-The add and search logic is written once, as generators of steps (client calls and
-encoding work); a sync driver runs them on a ``QdrantClient``, an async driver on an
-``AsyncQdrantClient`` with the encoding moved to a worker thread. So both clients get the
-same batching, checks and retries.
+The add, delete and search logic is written once, as generators of steps (client calls and
+encoding work). A sync driver runs them on a ``QdrantClient`` or an
+:class:`~lfm_qdrant.EdgeStore`, an async driver on an ``AsyncQdrantClient`` with the encoding
+moved to a worker thread. So every store gets the same batching, checks and retries.
 """
 
 from __future__ import annotations
@@ -11,21 +11,32 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import numbers
 import os
+import threading
 import time
-import uuid
+import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
+import pydantic
 from qdrant_client import models
 from tqdm.auto import tqdm
 
 from lfm_core import CollectionError, InputError, validate_texts
 
-from .layout import COLBERT, DENSE, Layout, Quantization, check_layout
+from .fingerprint import CollectionRecord
+from .layout import (
+    COLBERT,
+    DENSE,
+    ColbertDatatype,
+    Layout,
+    Quantization,
+    check_layout,
+    validate_collection_name,
+)
+from .points import PointId, payloads, point_id, validate_ids
 from .upload import (
     CLIENT_ERRORS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -36,56 +47,16 @@ from .upload import (
     split_requests,
 )
 
-__all__ = ["ID_NAMESPACE", "MultiVectorWriter", "point_id"]
+__all__ = ["MultiVectorWriter", "SearchMode"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ID_NAMESPACE = uuid.UUID("4b681242-7a7f-5ae8-a655-56de7db3873f")
-"""UUIDv5 namespace of the point ids made from strings:
-``uuid5(NAMESPACE_URL, "lfm-retrieval/lfm_qdrant/point-id")``."""
-
-
-def point_id(key: str | int) -> str:
-    """The Qdrant point id that :meth:`MultiVectorWriter.add` stores for a text or an id.
-
-    - an ``int`` (or numpy integer) in ``[0, 2**64)`` is a Qdrant integer id, returned as
-      its decimal string;
-    - a ``str`` that is a UUID is kept (in canonical lower-case form);
-    - any other ``str`` (a text, or a key such as ``"doc-17"``) becomes
-      ``uuid5(ID_NAMESPACE, key)``. The same key always gives the same id, which is what
-      makes re-running ``add`` idempotent.
-
-    Args:
-        key: the text of a document, or the caller's id for it.
-
-    Raises:
-        TypeError: ``key`` is not a ``str`` or an ``int`` (``bool`` is refused too).
-        InputError: ``key`` is an ``int`` outside Qdrant's range ``[0, 2**64)``.
-
-    >>> point_id(7)
-    '7'
-    >>> point_id("6F9619FF-8B86-D011-B42D-00C04FC964FF")
-    '6f9619ff-8b86-d011-b42d-00c04fc964ff'
-    >>> point_id("hello") == point_id("hello") != point_id("hello ")
-    True
-    """
-    if isinstance(key, bool) or not isinstance(key, (str, numbers.Integral)):
-        raise TypeError(f"a point id must be a str or an int, not {type(key).__name__}")
-    if isinstance(key, numbers.Integral):  # int, or numpy / pandas integers
-        if not 0 <= key < 2**64:
-            raise InputError(f"an integer point id must be in [0, 2**64), got {key}")
-        return str(int(key))
-    try:
-        return str(uuid.UUID(key))
-    except ValueError:
-        return str(uuid.uuid5(ID_NAMESPACE, key))
-
-
-def _stored_id(key: str | int, normalized: str) -> str | int:
-    # Qdrant's integer ids travel as ints; UUIDs as strings.
-    return int(normalized) if isinstance(key, numbers.Integral) else normalized
+SearchMode = Literal["dense", "colbert", "hybrid"]
+"""``hybrid``: dense candidates reranked by ColBERT MaxSim; ``dense`` or ``colbert`` alone
+(``colbert`` alone is exact MaxSim over the whole filtered collection: slow when it is large)."""
+_MODES = ("dense", "colbert", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -118,20 +89,43 @@ class _Batch:
     without_colbert: int = 0
 
 
+# qdrant-client's local mode (":memory:" and path=) is not safe for concurrent calls: two
+# threads upserting at once lose points. Every writer over one such client takes the same
+# lock for its client calls (not for encoding). Keyed weakly: it goes with the client.
+_LOCAL_MODE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _client_lock(client: Any) -> threading.Lock | None:
+    inner = getattr(client, "_client", None)
+    if type(inner).__name__ != "QdrantLocal":
+        return None  # servers take concurrent requests; an EdgeStore locks itself
+    with _LOCKS_GUARD:
+        lock = _LOCAL_MODE_LOCKS.get(client)
+        if lock is None:
+            lock = _LOCAL_MODE_LOCKS[client] = threading.Lock()
+        return lock
+
+
 class MultiVectorWriter:
     """Writes texts to a Qdrant collection with dense and ColBERT vectors, and searches it.
 
     The collection (created on the first :meth:`add` if missing) holds named vectors
-    ``dense`` (cosine, HNSW) and ``colbert`` (multivector, ``MAX_SIM``, HNSW off) and the
-    payload ``{"text": text, **metadata}``. :meth:`search` finds candidates with ``dense``
-    and reranks them with ``colbert`` inside Qdrant, in one ``query_points`` call.
-    Either model may be left out: a dense-only or ColBERT-only collection works the same.
+    ``dense`` (cosine, HNSW) and ``colbert`` (multivector, ``MAX_SIM``, HNSW off), the
+    payload ``{"text": text, **metadata}``, and in its metadata the record of the models
+    that wrote it (:mod:`lfm_qdrant.fingerprint`): a writer with other models is refused.
+    :meth:`search` finds candidates with ``dense`` and reranks them with ``colbert`` inside
+    Qdrant, in one query. Either model may be left out.
+
+    Thread safety: one writer may be shared by threads; with qdrant-client's local mode its
+    client calls are serialized (that engine is not thread-safe), encoding still overlaps.
 
     Args:
-        client: a ``QdrantClient`` or ``AsyncQdrantClient`` you built: ``":memory:"``,
-            ``path=...`` (embedded, on disk), or a server / cluster ``url=``. With an async
-            client use :meth:`aadd` and :meth:`asearch`.
-        collection_name: the collection to write and search.
+        client: an :class:`~lfm_qdrant.EdgeStore` (Qdrant's engine in-process), a
+            ``QdrantClient`` or ``AsyncQdrantClient`` you built: a server or cluster
+            ``url=``, or the client's local mode (``":memory:"``, ``path=``; fine for tests
+            and small data). With an async client use the ``a``-prefixed methods.
+        collection_name: the collection to write and search (Qdrant's naming rules).
         dense: a loaded ``lfm_core.DenseEncoder``, a model name or local folder to load one
             from, or ``None``.
         colbert: a loaded ``lfm_core.LateInteractionEncoder``, a model name or folder, or ``None``.
@@ -140,6 +134,8 @@ class MultiVectorWriter:
             ``None``; applied when the collection is created.
         on_disk: keep original vectors and payload on disk (memory-mapped) when the
             collection is created; quantized copies stay in RAM.
+        colbert_datatype: storage of the ColBERT numbers when the collection is created:
+            ``"float32"``, ``"float16"`` (half the bytes) or ``"uint8"`` (a quarter).
         batch_size: texts encoded and written per step, and the most points in one request.
             A crash loses at most one step's work; memory stays bounded by it.
         max_request_bytes: cap on the (estimated, REST-encoded) size of one upsert request;
@@ -150,26 +146,26 @@ class MultiVectorWriter:
         show_progress: progress bar for :meth:`add`; ``None`` shows it on a terminal only.
 
     Attributes:
-        client: the Qdrant client.
+        client: the Qdrant client or store.
         collection_name: the collection's name.
         dense: the dense encoder, or ``None``.
         colbert: the ColBERT encoder, or ``None``.
 
     Raises:
         TypeError: an encoder argument of the wrong kind, or no encoder at all.
-        InputError: a batch or size setting below 1.
+        InputError: a batch or size setting below 1, or a name Qdrant refuses.
 
     Example::
 
-        from qdrant_client import QdrantClient
-        from lfm_qdrant import MultiVectorWriter
+        from lfm_qdrant import EdgeStore, MultiVectorWriter
 
         writer = MultiVectorWriter(
-            QdrantClient(path="index"), "docs",
+            EdgeStore("index"), "docs",
             dense="LiquidAI/LFM2.5-Embedding-350M", colbert="LiquidAI/LFM2.5-ColBERT-350M",
         )
         ids = writer.add(["first doc", "second doc"], metadata=[{"n": 1}, {"n": 2}])
         best = writer.search("which doc?", limit=1)[0].payload["text"]
+        writer.delete(ids[:1])
     """
 
     def __init__(
@@ -182,20 +178,24 @@ class MultiVectorWriter:
         device: str = "auto",
         quantization: Quantization | None = None,
         on_disk: bool = False,
+        colbert_datatype: ColbertDatatype = "float32",
         batch_size: int = 64,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_retries: int = 5,
         retry_backoff_s: float = 0.5,
         show_progress: bool | None = None,
     ) -> None:
-        if not isinstance(collection_name, str) or not collection_name:
-            raise TypeError(f"collection_name must be a non-empty str, not {collection_name!r}")
+        validate_collection_name(collection_name)
         for name, value in (("batch_size", batch_size), ("max_request_bytes", max_request_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be an int >= 1, got {value!r}")
         if quantization not in (None, "scalar", "binary"):
             raise InputError(
                 f"quantization must be 'scalar', 'binary' or None, not {quantization!r}"
+            )
+        if colbert_datatype not in ("float32", "float16", "uint8"):
+            raise InputError(
+                f"colbert_datatype must be 'float32', 'float16' or 'uint8', not {colbert_datatype!r}"
             )
         self.client = client
         self.collection_name = collection_name
@@ -208,13 +208,16 @@ class MultiVectorWriter:
             colbert_dim=None if self.colbert is None else int(self.colbert.dim),
             quantization=quantization,
             on_disk=on_disk,
+            colbert_datatype=colbert_datatype,
         )
+        self._record = CollectionRecord.of(self.dense, self.colbert)
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
         self._retry = RetryPolicy(max_retries=max_retries, backoff_s=retry_backoff_s)
         self._show_progress = show_progress
         self._is_async = inspect.iscoroutinefunction(getattr(client, "query_points", None))
-        self._layout_checked = False
+        self._client_lock = _client_lock(client)
+        self._checked: set[bool] = set()  # which checks passed: True = for writing
 
     def __repr__(self) -> str:
         return (
@@ -232,33 +235,36 @@ class MultiVectorWriter:
         *,
         skip_existing: bool = False,
         show_progress: bool | None = None,
-    ) -> list[str]:
+    ) -> list[PointId]:
         """Encode and upsert texts, one batch at a time; idempotent.
 
-        Point ids are the caller's ``ids`` or ``point_id(text)``, so adding the same input
-        again overwrites the same points: an interrupted run is completed by running it
-        again, without duplicates. Everything is validated before the first write.
+        Point ids are the caller's ``ids`` or derived from the text (see
+        :mod:`lfm_qdrant.points`), so adding the same input again overwrites the same points:
+        an interrupted run is completed by running it again, without duplicates. Ids, texts
+        and metadata are all validated (and metadata converted to JSON) before the first write.
 
         Args:
             texts: the documents (any iterable of ``str``; a generator is read once).
-            ids: one id per text: ``int`` >= 0, a UUID string, or any other string (stored
-                as ``point_id(key)``). Default: ``point_id(text)``.
+            ids: one id per text: an ``int`` >= 0, a UUID string, or any other string key.
+                Default: derived from the text.
             metadata: one mapping (or ``None``) per text, merged into the payload next to
-                ``"text"``; it must not have a ``"text"`` key itself.
+                ``"text"``; it must not have a ``"text"`` key itself. numpy values and dates
+                are converted; other values without a JSON form are refused.
             skip_existing: before encoding a batch, fetch its ids and skip the points stored
-                with exactly this payload. Makes resuming a long run cheap; only correct
-                if the stored points were written by the same models.
+                with exactly this payload. Makes resuming a long run cheap.
             show_progress: overrides the writer's ``show_progress`` for this call.
 
         Returns:
-            The point ids (``str``) in input order, also for skipped points.
+            The stored point ids in input order (``int``, or a UUID ``str``), also for
+            skipped points. Passed back as ``ids=`` (or to :meth:`delete`), they name the
+            same points; search results carry them as ``point.id``.
 
         Raises:
             TypeError: a text is not a ``str``, an id not ``str``/``int``, a metadata item
-                not a mapping; or the client is async (use :meth:`aadd`).
+                not a mapping or a value with no JSON form; or the client is async.
             InputError: ``ids``/``metadata`` length differs from ``texts``; two texts share
                 an id; a metadata item has a ``"text"`` key.
-            CollectionError: the collection exists with another layout.
+            CollectionError: the collection exists with another layout or other models.
         """
         self._require_sync("add", "aadd")
         return self._run(self._add_steps(texts, ids, metadata, skip_existing, show_progress))
@@ -268,31 +274,82 @@ class MultiVectorWriter:
         query: str,
         limit: int = 10,
         prefetch_limit: int = 100,
-        query_filter: models.Filter | None = None,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mode: SearchMode | None = None,
     ) -> list[models.ScoredPoint]:
-        """Two-stage search in one ``query_points`` call: dense prefetch, ColBERT MaxSim rerank.
-
-        With only a dense model it is a dense search; with only a ColBERT model, MaxSim
-        over the whole (filtered) collection.
+        """Search the collection for one query.
 
         Args:
             query: the query text; the encoders apply their query prompt or prefix.
             limit: how many points to return.
-            prefetch_limit: candidates the dense stage hands to the rerank (>= ``limit``);
-                unused without both models.
-            query_filter: a Qdrant filter on the payload, applied to both stages.
+            prefetch_limit: candidates the dense stage hands to the rerank in hybrid mode
+                (>= ``limit``).
+            query_filter: a Qdrant filter on the payload (a ``models.Filter`` or the same as
+                a dict), applied to every stage.
+            mode: ``"hybrid"`` (dense prefetch, MaxSim rerank), ``"dense"`` or ``"colbert"``.
+                Default: hybrid with both models, else the one there is.
 
         Returns:
-            Best first; ``point.payload["text"]`` is the text, ``point.score`` the MaxSim
-            score (or the cosine similarity without ColBERT).
+            Best first; ``point.payload["text"]`` is the text, ``point.id`` the id ``add``
+            returned, ``point.score`` the MaxSim score (or the cosine in dense mode).
 
         Raises:
-            TypeError: ``query`` is not a ``str``, or the client is async (use :meth:`asearch`).
-            InputError: ``limit`` or ``prefetch_limit`` below 1, or ``prefetch_limit < limit``.
-            CollectionError: the collection does not exist or has another layout.
+            TypeError: ``query`` is not a ``str``, a filter of the wrong type, or an async client.
+            InputError: bad ``limit``/``prefetch_limit``/``mode``, or a malformed filter.
+            CollectionError: the collection does not exist, lacks the mode's vector, or was
+                written by other models.
         """
         self._require_sync("search", "asearch")
-        return self._run(self._search_steps(query, limit, prefetch_limit, query_filter))
+        return self._run(
+            self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+        )[0]
+
+    def search_batch(
+        self,
+        queries: Iterable[str],
+        limit: int = 10,
+        prefetch_limit: int = 100,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mode: SearchMode | None = None,
+    ) -> list[list[models.ScoredPoint]]:
+        """Search for many queries: one encoding pass, one ``query_batch_points`` round trip.
+
+        Arguments and results as :meth:`search`, one result list per query, in order.
+        """
+        self._require_sync("search_batch", "asearch_batch")
+        return self._run(
+            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+        )
+
+    def delete(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Delete points by id (as :meth:`add` returned them, or the keys given to it) or by filter.
+
+        Args:
+            ids: the points to delete; ids that are not stored are ignored.
+            query_filter: delete every point that matches this payload filter instead.
+
+        Raises:
+            InputError: both or neither of ``ids`` and ``query_filter``.
+            CollectionError: the collection does not exist or was written by other models.
+        """
+        self._require_sync("delete", "adelete")
+        self._run(self._delete_steps(ids, query_filter))
+
+    def count(self, query_filter: models.Filter | Mapping[str, Any] | None = None) -> int:
+        """Exact number of points in the collection, or of those matching ``query_filter``.
+
+        Raises:
+            CollectionError: the collection does not exist.
+        """
+        self._require_sync("count", "acount")
+        return self._run(self._count_steps(query_filter))
 
     # --------------------------------------------------------------- public, async
 
@@ -304,28 +361,54 @@ class MultiVectorWriter:
         *,
         skip_existing: bool = False,
         show_progress: bool | None = None,
-    ) -> list[str]:
+    ) -> list[PointId]:
         """Async :meth:`add`: awaits an ``AsyncQdrantClient``, encodes in a worker thread.
 
-        With a sync client the whole :meth:`add` runs in a worker thread.
+        With a sync client (or an EdgeStore) the whole :meth:`add` runs in a worker thread.
         """
-        steps = self._add_steps(texts, ids, metadata, skip_existing, show_progress)
-        if not self._is_async:
-            return await asyncio.to_thread(self._run, steps)
-        return await self._arun(steps)
+        return await self._drive(
+            self._add_steps(texts, ids, metadata, skip_existing, show_progress)
+        )
 
     async def asearch(
         self,
         query: str,
         limit: int = 10,
         prefetch_limit: int = 100,
-        query_filter: models.Filter | None = None,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mode: SearchMode | None = None,
     ) -> list[models.ScoredPoint]:
         """Async :meth:`search`; same arguments and results."""
-        steps = self._search_steps(query, limit, prefetch_limit, query_filter)
-        if not self._is_async:
-            return await asyncio.to_thread(self._run, steps)
-        return await self._arun(steps)
+        steps = self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+        return (await self._drive(steps))[0]
+
+    async def asearch_batch(
+        self,
+        queries: Iterable[str],
+        limit: int = 10,
+        prefetch_limit: int = 100,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mode: SearchMode | None = None,
+    ) -> list[list[models.ScoredPoint]]:
+        """Async :meth:`search_batch`; same arguments and results."""
+        return await self._drive(
+            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+        )
+
+    async def adelete(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Async :meth:`delete`."""
+        await self._drive(self._delete_steps(ids, query_filter))
+
+    async def acount(self, query_filter: models.Filter | Mapping[str, Any] | None = None) -> int:
+        """Async :meth:`count`."""
+        return await self._drive(self._count_steps(query_filter))
 
     # ------------------------------------------------------------------- the steps
 
@@ -336,20 +419,20 @@ class MultiVectorWriter:
         metadata: Iterable[Mapping[str, Any] | None] | None,
         skip_existing: bool,
         show_progress: bool | None,
-    ) -> _Steps[list[str]]:
+    ) -> _Steps[list[PointId]]:
         texts = validate_texts(texts)
-        keys, point_ids = _validate_ids(ids, texts)
-        payloads = _payloads(metadata, texts)
+        keys = validate_ids(ids, texts)
+        stored_payloads = payloads(metadata, texts)
         if not texts:
             return []
-        yield from self._ensure_collection(create=True)
+        yield from self._ensure_collection(write=True)
         show = self._show_progress if show_progress is None else show_progress
         truncated = without_colbert = 0
         with tqdm(total=len(texts), unit="doc", disable=_tqdm_disable(show)) as bar:
             for start in range(0, len(texts), self._batch_size):
                 todo = list(range(start, min(start + self._batch_size, len(texts))))
                 if skip_existing:
-                    todo = yield from self._not_stored(todo, keys, payloads)
+                    todo = yield from self._not_stored(todo, keys, stored_payloads)
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
                     continue
@@ -358,7 +441,7 @@ class MultiVectorWriter:
                     (
                         [texts[i] for i in todo],
                         [keys[i] for i in todo],
-                        [payloads[i] for i in todo],
+                        [stored_payloads[i] for i in todo],
                     ),
                 )
                 truncated += batch.truncated
@@ -371,10 +454,10 @@ class MultiVectorWriter:
                     )
                     bar.update(len(points))
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
-        return point_ids
+        return keys
 
     def _not_stored(
-        self, todo: list[int], keys: list[str | int], payloads: list[dict[str, Any]]
+        self, todo: list[int], keys: list[PointId], stored_payloads: list[dict[str, Any]]
     ) -> _Steps[list[int]]:
         records = yield _Call(
             "retrieve",
@@ -386,10 +469,10 @@ class MultiVectorWriter:
             },
         )
         stored = {str(record.id): record.payload for record in records}
-        return [i for i in todo if stored.get(str(keys[i])) != payloads[i]]
+        return [i for i in todo if stored.get(str(keys[i])) != stored_payloads[i]]
 
     def _encode_batch(
-        self, texts: list[str], keys: list[str | int], payloads: list[dict[str, Any]]
+        self, texts: list[str], keys: list[PointId], batch_payloads: list[dict[str, Any]]
     ) -> _Batch:
         dense = (
             None if self.dense is None else self.dense.encode_documents(texts, show_progress=False)
@@ -415,61 +498,159 @@ class MultiVectorWriter:
                 else:
                     vector[COLBERT] = rows.tolist()
                     n_floats += rows.size
-            # Unvalidated: the id is checked, the vectors are lists of Python floats from
-            # numpy; pydantic's per-number check of the vector union would double our time.
-            point = models.PointStruct.model_construct(id=key, vector=vector, payload=payloads[j])
+            # Unvalidated: the id and payload are checked, the vectors are lists of Python
+            # floats from numpy; pydantic's per-number check would double our time.
+            point = models.PointStruct.model_construct(
+                id=key, vector=vector, payload=batch_payloads[j]
+            )
             batch.points.append(point)
-            batch.sizes.append(estimate_point_bytes(n_floats, payloads[j]))
+            batch.sizes.append(estimate_point_bytes(n_floats, batch_payloads[j]))
         return batch
 
     def _search_steps(
         self,
-        query: str,
+        queries: Iterable[str],
         limit: int,
         prefetch_limit: int,
-        query_filter: models.Filter | None,
-    ) -> _Steps[list[models.ScoredPoint]]:
-        if not isinstance(query, str):
-            what = "None" if query is None else f"a {type(query).__name__}"
-            raise TypeError(f"query is {what}; expected str")
+        query_filter: models.Filter | Mapping[str, Any] | None,
+        mode: SearchMode | None,
+        single: bool,
+    ) -> _Steps[list[list[models.ScoredPoint]]]:
+        if single:
+            (query,) = queries  # type: ignore[misc]
+            if not isinstance(query, str):
+                what = "None" if query is None else f"a {type(query).__name__}"
+                raise TypeError(f"query is {what}; expected str")
+            items = [query]
+        else:
+            items = validate_texts(queries, "queries")
         for name, value in (("limit", limit), ("prefetch_limit", prefetch_limit)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be an int >= 1, got {value!r}")
-        two_stage = self.dense is not None and self.colbert is not None
-        if two_stage and prefetch_limit < limit:
+        mode = self._resolve_mode(mode)
+        if mode == "hybrid" and prefetch_limit < limit:
             raise InputError(
                 f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit}); the "
                 "rerank can only return candidates the dense stage found"
             )
-        yield from self._ensure_collection(create=False)
-        request = yield _Work(self._query_request, (query, limit, prefetch_limit, query_filter))
-        response = yield _Call("query_points", request)
-        return list(response.points)
+        flt = _as_filter(query_filter)
+        if not items:
+            return []
+        yield from self._ensure_collection(write=False)
+        requests = yield _Work(self._query_requests, (items, mode, limit, prefetch_limit, flt))
+        if single:
+            response = yield _Call(
+                "query_points", {"collection_name": self.collection_name, **requests[0]}
+            )
+            return [list(response.points)]
+        responses = yield _Call(
+            "query_batch_points",
+            {
+                "collection_name": self.collection_name,
+                "requests": [_query_request(r) for r in requests],
+            },
+        )
+        return [list(response.points) for response in responses]
 
-    def _query_request(
-        self, query: str, limit: int, prefetch_limit: int, query_filter: models.Filter | None
-    ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "collection_name": self.collection_name,
-            "limit": limit,
-            # The server pushes this filter down into the prefetch too.
-            "query_filter": query_filter,
-            "with_payload": True,
-        }
-        dense = None
-        if self.dense is not None:
-            dense = self.dense.encode_queries([query], show_progress=False)[0].tolist()
-        if self.colbert is None:
-            return {**request, "query": dense, "using": DENSE}
-        colbert = self.colbert.encode_queries([query], show_progress=False)[0].tolist()
-        request.update(query=colbert, using=COLBERT)
-        if dense is not None:
-            request["prefetch"] = models.Prefetch(query=dense, using=DENSE, limit=prefetch_limit)
-        return request
+    def _resolve_mode(self, mode: SearchMode | None) -> SearchMode:
+        if mode is None:
+            if self.dense is not None and self.colbert is not None:
+                return "hybrid"
+            return "dense" if self.dense is not None else "colbert"
+        if mode not in _MODES:
+            raise InputError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
+        missing = [
+            side
+            for side, encoder in (("dense", self.dense), ("colbert", self.colbert))
+            if mode in (side, "hybrid") and encoder is None
+        ]
+        if missing:
+            raise InputError(
+                f"search mode {mode!r} needs a {missing[0]} model; this writer has none"
+            )
+        return mode
 
-    def _ensure_collection(self, *, create: bool) -> _Steps[None]:
-        if self._layout_checked:
+    def _query_requests(
+        self,
+        queries: list[str],
+        mode: SearchMode,
+        limit: int,
+        prefetch_limit: int,
+        query_filter: models.Filter | None,
+    ) -> list[dict[str, Any]]:
+        """``query_points`` keyword arguments (less the collection) for each query."""
+        dense: list[Any] = [None] * len(queries)
+        colbert: list[Any] = [None] * len(queries)
+        if mode in ("dense", "hybrid"):
+            dense = [
+                row.tolist() for row in self.dense.encode_queries(queries, show_progress=False)
+            ]
+        if mode in ("colbert", "hybrid"):
+            colbert = [
+                m.tolist() for m in self.colbert.encode_queries(queries, show_progress=False)
+            ]
+        requests = []
+        for d, c in zip(dense, colbert, strict=True):
+            # The server pushes the filter down into the prefetch too.
+            request: dict[str, Any] = {
+                "limit": limit,
+                "query_filter": query_filter,
+                "with_payload": True,
+            }
+            if mode == "dense":
+                request.update(query=d, using=DENSE)
+            else:
+                request.update(query=c, using=COLBERT)
+            if mode == "hybrid":
+                request["prefetch"] = models.Prefetch(query=d, using=DENSE, limit=prefetch_limit)
+            requests.append(request)
+        return requests
+
+    def _delete_steps(
+        self,
+        ids: Iterable[str | int] | None,
+        query_filter: models.Filter | Mapping[str, Any] | None,
+    ) -> _Steps[None]:
+        if (ids is None) == (query_filter is None):
+            raise InputError("delete() takes ids or query_filter, one of the two")
+        selector: models.PointIdsList | models.FilterSelector
+        if ids is not None:
+            if isinstance(ids, (str, bytes)):
+                raise TypeError("ids must be a list of str or int, not a single str")
+            keys = []
+            for i, key in enumerate(ids):
+                try:
+                    keys.append(point_id(key))
+                except (TypeError, InputError) as error:
+                    raise type(error)(f"ids[{i}]: {error}") from None
+            if not keys:
+                return
+            selector = models.PointIdsList(points=keys)
+        else:
+            selector = models.FilterSelector(filter=_as_filter(query_filter))
+        yield from self._ensure_collection(write=True, create=False)
+        yield _Call(
+            "delete",
+            {"collection_name": self.collection_name, "points_selector": selector, "wait": True},
+        )
+
+    def _count_steps(self, query_filter: models.Filter | Mapping[str, Any] | None) -> _Steps[int]:
+        flt = _as_filter(query_filter)
+        yield from self._ensure_collection(write=False)
+        result = yield _Call(
+            "count", {"collection_name": self.collection_name, "count_filter": flt, "exact": True}
+        )
+        return int(result.count)
+
+    def _ensure_collection(self, *, write: bool, create: bool | None = None) -> _Steps[None]:
+        """Create the collection (when writing), or check that it fits this writer.
+
+        Writing needs exactly this writer's vectors; searching needs only the ones the
+        writer has. Either way the model record must match.
+        """
+        if write in self._checked:
             return
+        create = write if create is None else create
         name = self.collection_name
         exists = yield _Call("collection_exists", {"collection_name": name})
         if not exists and not create:
@@ -481,7 +662,7 @@ class MultiVectorWriter:
             # create fails (ValueError in local mode, 409 from a server) and we check theirs.
             error = yield _Call(
                 "create_collection",
-                self._layout.create_kwargs(name),
+                self._layout.create_kwargs(name, metadata=self._record.to_metadata()),
                 returns_errors=(ValueError, *CLIENT_ERRORS),
             )
             if isinstance(error, Exception):
@@ -490,8 +671,12 @@ class MultiVectorWriter:
                 exists = True
         if exists:
             info = yield _Call("get_collection", {"collection_name": name})
-            check_layout(info, self._layout, name)
-        self._layout_checked = True
+            check_layout(info, self._layout, name, exact=write)
+            stored = CollectionRecord.from_metadata(info.config.metadata, name)
+            self._record.check(stored, name)
+        self._checked.add(write)
+        if write:
+            self._checked.add(False)
 
     # ------------------------------------------------------------------ the drivers
 
@@ -501,6 +686,11 @@ class MultiVectorWriter:
                 f"{method}() needs a sync QdrantClient; with {type(self.client).__name__} "
                 f"use `await writer.{async_method}(...)`"
             )
+
+    async def _drive(self, steps: _Steps[T]) -> T:
+        if not self._is_async:
+            return await asyncio.to_thread(self._run, steps)
+        return await self._arun(steps)
 
     def _run(self, steps: _Steps[T]) -> T:
         result: Any = None
@@ -522,7 +712,10 @@ class MultiVectorWriter:
         attempt = 0
         while True:
             try:
-                return method(**step.kwargs)
+                if self._client_lock is None:
+                    return method(**step.kwargs)
+                with self._client_lock:
+                    return method(**step.kwargs)
             except CLIENT_ERRORS as error:
                 delay = self._retry.delay(attempt, error)
                 if delay is None:
@@ -565,7 +758,39 @@ class MultiVectorWriter:
                 attempt += 1
 
 
-# ---------------------------------------------------------------------- validation
+# ---------------------------------------------------------------------- helpers
+
+
+def _query_request(kwargs: Mapping[str, Any]) -> models.QueryRequest:
+    """``query_points`` keyword arguments as one request of ``query_batch_points``."""
+    return models.QueryRequest(
+        query=kwargs["query"],
+        using=kwargs["using"],
+        prefetch=kwargs.get("prefetch"),
+        filter=kwargs["query_filter"],
+        limit=kwargs["limit"],
+        with_payload=kwargs["with_payload"],
+    )
+
+
+def _as_filter(query_filter: Any) -> models.Filter | None:
+    """A ``models.Filter`` from a filter or its dict form; refuses anything else clearly."""
+    if query_filter is None or isinstance(query_filter, models.Filter):
+        return query_filter
+    if isinstance(query_filter, Mapping):
+        try:
+            return models.Filter.model_validate(dict(query_filter))
+        except pydantic.ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top)"
+            raise InputError(
+                f"query_filter is not a Qdrant filter: at {where}: {first['msg']} "
+                f"({error.error_count()} problem(s)); see qdrant_client.models.Filter"
+            ) from None
+    raise TypeError(
+        f"query_filter must be a qdrant_client.models.Filter or a dict, not "
+        f"{type(query_filter).__name__}"
+    )
 
 
 def _load_encoder(value: Any, kind: str, device: str) -> Any:
@@ -590,76 +815,6 @@ def _load_encoder(value: Any, kind: str, device: str) -> Any:
             f"got {type(value).__name__} (no {', '.join(missing)})"
         )
     return value
-
-
-def _validate_ids(
-    ids: Iterable[str | int] | None, texts: list[str]
-) -> tuple[list[str | int], list[str]]:
-    """The ids as sent to Qdrant and as returned to the caller; refuses duplicates."""
-    if ids is None:
-        keys: list[str | int] = [point_id(text) for text in texts]
-        returned = [str(key) for key in keys]
-        given = None
-    else:
-        if isinstance(ids, (str, bytes)):
-            raise TypeError("ids must be a list of str or int, not a single str")
-        given = list(ids)
-        if len(given) != len(texts):
-            raise InputError(
-                f"ids has {len(given)} items but texts has {len(texts)}; pass one id per text"
-            )
-        returned = []
-        for i, key in enumerate(given):
-            try:
-                returned.append(point_id(key))
-            except (TypeError, InputError) as error:
-                raise type(error)(f"ids[{i}]: {error}") from None
-        keys = [_stored_id(key, norm) for key, norm in zip(given, returned, strict=True)]
-    first_seen: dict[str, int] = {}
-    for i, norm in enumerate(returned):
-        j = first_seen.setdefault(norm, i)
-        if j != i:
-            if given is None:
-                raise InputError(
-                    f"texts[{j}] and texts[{i}] are the same text, so they get the same point "
-                    "id; drop the duplicate, or pass ids= to store both"
-                )
-            raise InputError(
-                f"ids[{j}] and ids[{i}] are the same point id ({norm}); ids must be unique"
-            )
-    return keys, returned
-
-
-def _payloads(
-    metadata: Iterable[Mapping[str, Any] | None] | None, texts: list[str]
-) -> list[dict[str, Any]]:
-    """``{"text": text, **metadata}`` for each text."""
-    if metadata is None:
-        return [{"text": text} for text in texts]
-    if isinstance(metadata, Mapping):
-        raise TypeError("metadata must be a list with one mapping per text, not a single mapping")
-    items = list(metadata)
-    if len(items) != len(texts):
-        raise InputError(
-            f"metadata has {len(items)} items but texts has {len(texts)}; "
-            "pass one mapping (or None) per text"
-        )
-    payloads = []
-    for i, (text, meta) in enumerate(zip(texts, items, strict=True)):
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, Mapping):
-            raise TypeError(f"metadata[{i}] is a {type(meta).__name__}; expected a mapping or None")
-        bad = [key for key in meta if not isinstance(key, str)]
-        if bad:
-            raise TypeError(f"metadata[{i}] has a non-str key {bad[0]!r}; payload keys are str")
-        if "text" in meta:
-            raise InputError(
-                f"metadata[{i}] has a 'text' key, but payload['text'] holds the document "
-                "text; rename that metadata key"
-            )
-        payloads.append({"text": text, **meta})
-    return payloads
 
 
 def _log_cuts(truncated: int, without_colbert: int, colbert_dim: int | None) -> None:
