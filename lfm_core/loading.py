@@ -106,8 +106,8 @@ def resolve_checkpoint(
         why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
         raise CheckpointError(
             f"cannot load model {name!r}: it is not cached and the Hugging Face Hub "
-            f"could not be reached ({why}). Download it elsewhere and pass the local "
-            f"folder instead, e.g. from_pretrained('/path/to/{name.split('/')[-1]}')"
+            f"could not be reached ({why}). Download it where the hub is reachable "
+            f"(`hf download {name} --local-dir {name.split('/')[-1]}`) and load that folder instead"
         ) from exc
     return Path(folder)
 
@@ -129,6 +129,8 @@ def checkpoint_digest(modules: list[ModuleSpec]) -> str:
     """
     digest = hashlib.sha256()
     for spec in modules:
+        if not spec.folder.is_dir():  # e.g. a Normalize module, which has no files
+            continue
         for path in sorted(spec.folder.iterdir()):
             if path.name == "config.json" or path.suffix in (".safetensors", ".bin"):
                 digest.update(f"{spec.kind}/{path.name}".encode())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -90,15 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     group = models.add_argument_group("models")
     group.add_argument(
         "--embedding-model",
-        default=DEFAULT_EMBEDDING_MODEL,
+        default=None,
         metavar="ID_OR_DIR",
-        help=f"dense model, hub id or local folder; 'none' to leave it out (default {DEFAULT_EMBEDDING_MODEL})",
+        help="dense model, hub id or local folder; 'none' to leave it out (default: the "
+        f"model recorded by the collection, else {DEFAULT_EMBEDDING_MODEL})",
     )
     group.add_argument(
         "--colbert-model",
-        default=DEFAULT_COLBERT_MODEL,
+        default=None,
         metavar="ID_OR_DIR",
-        help=f"ColBERT model, hub id or local folder; 'none' to leave it out (default {DEFAULT_COLBERT_MODEL})",
+        help="ColBERT model, hub id or local folder; 'none' to leave it out (default: the "
+        f"model recorded by the collection, else {DEFAULT_COLBERT_MODEL})",
     )
     group.add_argument(
         "--device",
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--path",
         type=Path,
         default=None,
-        help=f"folder of the embedded Qdrant (default {default_qdrant_path()})",
+        help=f"folder of the embedded Qdrant Edge store (default {default_qdrant_path()})",
     )
     group.add_argument(
         "--url",
@@ -238,10 +241,12 @@ def _index(args: argparse.Namespace) -> int:
     from lfm_retrieval.corpus import count_documents
     from lfm_retrieval.pipeline import index_corpus
 
+    _require_qdrant()
+    collection = _collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
     with _open_client(args) as client:  # a dead server fails before the models load
-        dense, colbert = _load_models(args)
-        writer = _writer(client, args.collection, dense, colbert)
+        dense, colbert = _load_models(args, _recorded_models(client, collection))
+        writer = _writer(client, collection, dense, colbert, args.batch_size)
         done = 0
 
         def progress(n: int) -> None:
@@ -250,7 +255,7 @@ def _index(args: argparse.Namespace) -> int:
             bar.update(n)
 
         with tqdm(
-            total=total, unit="doc", desc=f"indexing {args.collection}", disable=args.quiet or None
+            total=total, unit="doc", desc=f"indexing {collection}", disable=args.quiet or None
         ) as bar:
             try:
                 report = index_corpus(
@@ -263,6 +268,7 @@ def _index(args: argparse.Namespace) -> int:
                     "again to finish",
                     EXIT_INTERRUPTED,
                 ) from None
+        built = _build_index(client, collection)
     skipped = []
     if report.skipped_empty:
         skipped.append(f"{report.skipped_empty} empty")
@@ -270,8 +276,8 @@ def _index(args: argparse.Namespace) -> int:
         skipped.append(f"{report.skipped_repeats} repeated texts without an id")
     note = f" (skipped {', '.join(skipped)})" if skipped else ""
     print(
-        f"{args.collection}: {report.documents} documents read{note}; "
-        f"{report.points} points stored in {_where(args)}"
+        f"{collection}: {report.documents} documents read{note}; "
+        f"{report.points} points stored in {_where(args)}{built}"
     )
     return 0
 
@@ -279,28 +285,26 @@ def _index(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from lfm_retrieval.pipeline import collection_vectors, default_mode, search
 
+    _require_qdrant()
+    collection = _collection_name(args.collection)
     with _open_client(args) as client:
-        vectors = collection_vectors(client, args.collection)
+        vectors = collection_vectors(client, collection)
+        names = _model_names(args, _recorded_models(client, collection))
         mode = args.mode or default_mode(
-            vectors,
-            dense=args.embedding_model.lower() != NONE,
-            colbert=args.colbert_model.lower() != NONE,
+            vectors, dense=names[0] is not None, colbert=names[1] is not None
         )
         dense, colbert = _load_models(
-            args, dense=mode in ("dense", "hybrid"), colbert=mode in ("colbert", "hybrid")
+            args,
+            _recorded_models(client, collection),
+            dense=mode in ("dense", "hybrid"),
+            colbert=mode in ("colbert", "hybrid"),
         )
+        writer = _writer(client, collection, dense, colbert)
         (points,) = search(
-            client,
-            args.collection,
-            [args.query],
-            mode=mode,
-            dense=dense,
-            colbert=colbert,
-            limit=args.limit,
-            prefetch_limit=args.prefetch_limit,
+            writer, [args.query], mode=mode, limit=args.limit, prefetch_limit=args.prefetch_limit
         )
     if not points:
-        print(f"no results in {args.collection!r}")
+        print(f"no results in {collection!r}")
     for rank, point in enumerate(points, start=1):
         payload = point.payload or {}
         label = payload.get("id", point.id)
@@ -317,6 +321,7 @@ def _eval(args: argparse.Namespace) -> int:
     from lfm_retrieval.corpus import count_documents, read_beir_qrels, read_beir_queries
     from lfm_retrieval.pipeline import default_mode, evaluate_beir, index_corpus
 
+    _require_qdrant()
     folder = args.folder
     if not (folder / "corpus.jsonl").is_file():
         raise CommandError(
@@ -328,39 +333,51 @@ def _eval(args: argparse.Namespace) -> int:
     read_beir_queries(folder)
     read_beir_qrels(folder, args.split)
     total = count_documents(folder)
-    collection = args.collection or _eval_collection_name(folder, args)
     with _open_client(args) as client:
-        dense, colbert = _load_models(args)
-        writer = _writer(client, collection, dense, colbert)
+        if args.collection is not None:
+            collection = _collection_name(args.collection)
+            recorded = _recorded_models(client, collection)
+        else:
+            recorded = (None, None)
+            collection = _eval_collection_name(folder, _model_names(args, recorded))
+        dense, colbert = _load_models(args, recorded)
+        writer = _writer(client, collection, dense, colbert, args.batch_size)
         started = time.perf_counter()
         with tqdm(
             total=total, unit="doc", desc=f"indexing {collection}", disable=args.quiet or None
         ) as bar:
             report = index_corpus(writer, folder, batch_size=args.batch_size, progress=bar.update)
+        built = _build_index(client, collection)
         indexed = time.perf_counter()
         mode = args.mode or default_mode(
             ["dense"] * (dense is not None) + ["colbert"] * (colbert is not None),
             dense=dense is not None,
             colbert=colbert is not None,
         )
-        metrics, n_queries = evaluate_beir(
-            client,
-            collection,
-            folder,
-            mode=mode,
-            dense=dense,
-            colbert=colbert,
-            split=args.split,
-            prefetch_limit=args.prefetch_limit,
+        result = evaluate_beir(
+            writer, folder, mode=mode, split=args.split, prefetch_limit=args.prefetch_limit
         )
         searched = time.perf_counter()
     print(
-        f"{folder.resolve().name} ({args.split}): {n_queries} queries, {report.points} documents, "
-        f"mode {mode}, collection {collection!r} in {_where(args)}"
+        f"{folder.resolve().name} ({args.split}): {result.queries} queries, {report.points} "
+        f"documents, mode {mode}, collection {collection!r} in {_where(args)}"
     )
-    for name, value in metrics.items():
+    notes = []
+    if result.skipped_no_text:
+        notes.append(f"{result.skipped_no_text} qrels queries without text skipped")
+    if result.skipped_no_positive:
+        notes.append(f"{result.skipped_no_positive} queries without a positive judgement left out")
+    if result.unknown_documents:
+        notes.append(f"{result.unknown_documents} judged corpus-ids not in the corpus")
+    if notes:
+        print(f"({'; '.join(notes)})")
+    for name, value in result.metrics.items():
         print(f"{name} = {value:.4f}")
-    print(f"time: indexing {indexed - started:.1f} s, search {searched - indexed:.1f} s")
+    per_query = (searched - indexed) / max(result.queries, 1) * 1000
+    print(
+        f"time: indexing {indexed - started:.1f} s{built}, search {searched - indexed:.1f} s "
+        f"({per_query:.1f} ms per query, encoding included)"
+    )
     return 0
 
 
@@ -375,7 +392,7 @@ def _crosslingual(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         raise CommandError(f"NTREX-128 folder not found: {str(args.folder)!r}", EXIT_USAGE)
     sentences = read_ntrex(args.folder, languages, limit=args.lines)
-    no_dense = args.embedding_model.lower() == NONE
+    no_dense = _model_names(args, (None, None))[0] is None
     mode = args.mode or ("colbert" if no_dense else "dense")
     dense, colbert = _load_models(args, dense=mode == "dense", colbert=mode == "colbert")
     encoder = dense if mode == "dense" else colbert
@@ -453,8 +470,10 @@ def _fail(message: str, code: int) -> int:
 
 
 def _qdrant_errors() -> tuple[type[BaseException], ...]:
-    from lfm_qdrant.upload import CLIENT_ERRORS
-
+    try:
+        from lfm_qdrant.upload import CLIENT_ERRORS
+    except ModuleNotFoundError:  # no [qdrant] extra: no client errors to catch
+        return ()
     return CLIENT_ERRORS
 
 
@@ -472,46 +491,118 @@ def _describe(error: BaseException) -> str:
     return text[:300]
 
 
+def _require_qdrant() -> None:
+    """Fail with one line naming the extra when the Qdrant packages are not installed."""
+    missing = [m for m in ("qdrant_client", "qdrant_edge") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CommandError(
+            f"this command needs the Qdrant packages ({', '.join(missing)} missing); install "
+            "them with: pip install 'lfm-retrieval[qdrant]'",
+            EXIT_USAGE,
+        )
+
+
+def _collection_name(name: str) -> str:
+    from lfm_qdrant import validate_collection_name
+
+    try:
+        return validate_collection_name(name)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--collection: {error}", EXIT_USAGE) from None
+
+
+def _recorded_models(client: Any, collection: str) -> tuple[str | None, str | None]:
+    """The models a collection records (``None`` for a side it lacks or has no record of)."""
+    from lfm_qdrant import CollectionRecord
+
+    if not client.collection_exists(collection):
+        return None, None
+    info = client.get_collection(collection)
+    record = CollectionRecord.from_metadata(info.config.metadata, collection)
+    if record is None:
+        return None, None
+    return (
+        NONE if record.dense is None else record.dense.model,
+        NONE if record.colbert is None else record.colbert.model,
+    )
+
+
+def _model_names(
+    args: argparse.Namespace, recorded: tuple[str | None, str | None]
+) -> tuple[str | None, str | None]:
+    """The model of each side: the flag, else the collection's record, else the default."""
+    names = []
+    for flag, stored, default in (
+        (args.embedding_model, recorded[0], DEFAULT_EMBEDDING_MODEL),
+        (args.colbert_model, recorded[1], DEFAULT_COLBERT_MODEL),
+    ):
+        name = flag if flag is not None else stored if stored is not None else default
+        names.append(None if name.lower() == NONE else name)
+    return names[0], names[1]
+
+
 def _load_models(
-    args: argparse.Namespace, *, dense: bool = True, colbert: bool = True
+    args: argparse.Namespace,
+    recorded: tuple[str | None, str | None] = (None, None),
+    *,
+    dense: bool = True,
+    colbert: bool = True,
 ) -> tuple[Any, Any]:
     """Load the models asked for (skipping ``none``); at least one must be left."""
-    from lfm_core import DenseEncoder, LateInteractionEncoder
+    from lfm_core import CheckpointError, DenseEncoder, LateInteractionEncoder
 
-    dense_name, colbert_name = args.embedding_model, args.colbert_model
-    use_dense = dense and dense_name.lower() != NONE
-    use_colbert = colbert and colbert_name.lower() != NONE
-    if dense_name.lower() == NONE and colbert_name.lower() == NONE:
+    dense_name, colbert_name = _model_names(args, recorded)
+    if dense_name is None and colbert_name is None:
         raise CommandError(
             "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
         )
-    dense_encoder = (
-        DenseEncoder.from_pretrained(dense_name, device=args.device) if use_dense else None
-    )
-    colbert_encoder = (
-        LateInteractionEncoder.from_pretrained(colbert_name, device=args.device)
-        if use_colbert
-        else None
-    )
-    return dense_encoder, colbert_encoder
+    _quiet_transformers()
+    loaded = []
+    for wanted, name, cls, flag, stored in (
+        (dense, dense_name, DenseEncoder, "--embedding-model", recorded[0]),
+        (colbert, colbert_name, LateInteractionEncoder, "--colbert-model", recorded[1]),
+    ):
+        if not wanted or name is None:
+            loaded.append(None)
+            continue
+        try:
+            loaded.append(cls.from_pretrained(name, device=args.device))
+        except CheckpointError as error:
+            source = (
+                "recorded by the collection" if stored == name and flag_absent(args, flag) else flag
+            )
+            raise CommandError(f"{error} (model {source}; pass {flag} DIR)", EXIT_USAGE) from None
+    return loaded[0], loaded[1]
+
+
+def flag_absent(args: argparse.Namespace, flag: str) -> bool:
+    return getattr(args, flag.lstrip("-").replace("-", "_")) is None
+
+
+def _quiet_transformers() -> None:
+    # transformers draws a "Loading weights" bar for every AutoModel checkpoint: noise in a
+    # command that has its own progress and summary lines.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 class _Client:
-    """A Qdrant client opened from the command line options, closed on exit."""
+    """A Qdrant store opened from the command line options, closed (flushed) on exit."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.client: Any = None
 
     def __enter__(self) -> Any:
-        from qdrant_client import QdrantClient
-
         args = self.args
         if args.url and args.path:
             raise CommandError(
-                "pass --path (embedded Qdrant) or --url (a server), not both", EXIT_USAGE
+                "pass --path (embedded Qdrant Edge) or --url (a server), not both", EXIT_USAGE
             )
         if args.url:
+            from qdrant_client import QdrantClient
+
             # No version check: it only warns, and the probe below reports a dead server.
             self.client = QdrantClient(
                 url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), check_compatibility=False
@@ -524,21 +615,9 @@ class _Client:
                     f"cannot reach the Qdrant server at {args.url}: {_describe(error)}"
                 ) from None
             return self.client
-        path = args.path or default_qdrant_path()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            self.client = QdrantClient(path=str(path))
-        except OSError as error:
-            raise CommandError(
-                f"cannot use the Qdrant folder {str(path)!r}: {error.strerror or error}"
-            ) from None
-        except RuntimeError as error:  # qdrant-client's lock: one process per folder
-            if "already accessed" not in str(error):
-                raise
-            raise CommandError(
-                f"the Qdrant folder {str(path)!r} is in use by another process; wait for it "
-                "to finish, pass another --path, or run a Qdrant server (--url)"
-            ) from None
+        from lfm_qdrant import EdgeStore
+
+        self.client = EdgeStore(args.path or default_qdrant_path())
         return self.client
 
     def __exit__(self, *exc_info: object) -> None:
@@ -550,20 +629,34 @@ def _open_client(args: argparse.Namespace) -> _Client:
     return _Client(args)
 
 
-def _writer(client: Any, collection: str, dense: Any, colbert: Any) -> Any:
+def _writer(client: Any, collection: str, dense: Any, colbert: Any, batch_size: int = 64) -> Any:
     from lfm_qdrant import MultiVectorWriter
 
-    return MultiVectorWriter(client, collection, dense=dense, colbert=colbert)
+    return MultiVectorWriter(
+        client, collection, dense=dense, colbert=colbert, batch_size=batch_size
+    )
+
+
+def _build_index(client: Any, collection: str) -> str:
+    """Build an Edge store's dense HNSW index after a bulk write; a note for the summary."""
+    if not hasattr(client, "optimize"):
+        return ""  # a server indexes in the background
+    started = time.perf_counter()
+    client.optimize(collection)
+    return f" (index built in {time.perf_counter() - started:.1f} s)"
 
 
 def _where(args: argparse.Namespace) -> str:
     return args.url or str(args.path or default_qdrant_path())
 
 
-def _eval_collection_name(folder: Path, args: argparse.Namespace) -> str:
+def _eval_collection_name(folder: Path, names: tuple[str | None, str | None]) -> str:
     """``eval-<folder>-<8 hex>``: one collection per dataset and pair of models."""
     models = []
-    for name in (args.embedding_model, args.colbert_model):
+    for name in names:
+        if name is None:
+            models.append(NONE)
+            continue
         local = Path(name).expanduser()
         models.append(str(local.resolve()) if local.exists() else name.lower())
     digest = hashlib.sha256("\n".join(models).encode()).hexdigest()[:8]

@@ -17,12 +17,15 @@ Formats:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from lfm_core.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 CorpusFormat = Literal["jsonl", "beir", "text"]
 
@@ -230,39 +233,86 @@ def read_beir_qrels(folder: str | Path, split: str = "test") -> dict[str, dict[s
             f"BEIR qrels not found: {str(path)!r}; splits present: {available or 'none'}"
         )
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if line_no == 1 and fields[0] == "query-id":
-                continue  # the header BEIR writes
-            if not line.strip():
-                continue
-            if len(fields) != 3:
-                raise CorpusError(
-                    f"{path}:{line_no}: expected 3 tab-separated fields, got {len(fields)}"
-                )
-            try:
-                score = int(fields[2])
-            except ValueError:
-                raise CorpusError(f"{path}:{line_no}: score {fields[2]!r} is not an int") from None
-            qrels.setdefault(fields[0], {})[fields[1]] = score
+    for line_no, line in _lines(path):
+        fields = line.rstrip("\r\n").split("\t")
+        if line_no == 1 and fields[0] == "query-id":
+            continue  # the header BEIR writes
+        if not line.strip():
+            continue
+        if len(fields) != 3:
+            raise CorpusError(
+                f"{path}:{line_no}: expected 3 tab-separated fields, got {len(fields)}"
+            )
+        try:
+            score = int(fields[2])
+        except ValueError:
+            raise CorpusError(f"{path}:{line_no}: score {fields[2]!r} is not an int") from None
+        qrels.setdefault(fields[0], {})[fields[1]] = score
     return qrels
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 text file, numbered from 1; a line that is not UTF-8 is named."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CorpusError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
                 raise CorpusError(
-                    f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}"
-                )
-            yield line_no, record
+                    f"{path}:{line_no}: not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); convert the file, e.g. `iconv -f latin1 -t utf-8`"
+                ) from None
+            yield line_no, line.lstrip("\ufeff") if line_no == 1 else line
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    repaired = 0
+    for line_no, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise CorpusError(
+                f"{path}:{line_no}: JSON nested too deep for the decoder; flatten the record"
+            ) from None
+        if not isinstance(record, dict):
+            raise CorpusError(
+                f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}"
+            )
+        if "\\ud" in line.lower():  # an escaped UTF-16 surrogate, maybe a lone one
+            record, changed = _repair_strings(record)
+            repaired += changed
+        yield line_no, record
+    if repaired:
+        logger.warning(
+            "%d record(s) of %s held lone UTF-16 surrogates (escaped as \\udXXX); they were "
+            "replaced with U+FFFD",
+            repaired,
+            path,
+        )
+
+
+def _repair_strings(value: Any) -> tuple[Any, bool]:
+    """``value`` with every string read through UTF-16 (lone surrogates -> U+FFFD)."""
+    if isinstance(value, str):
+        fixed = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return fixed, fixed != value
+    if isinstance(value, list):
+        items = [_repair_strings(v) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    if isinstance(value, dict):
+        pairs = {k: _repair_strings(v) for k, v in value.items()}
+        keys = {k: _repair_strings(k)[0] for k in value}
+        changed = any(c for _, c in pairs.values()) or any(keys[k] != k for k in value)
+        return {keys[k]: v for k, (v, _) in pairs.items()}, changed
+    return value, False
 
 
 def _as_id(raw: object, where: str) -> str | None:

@@ -1,8 +1,8 @@
 """Index a corpus into Qdrant, search it in one of three modes, evaluate it on BEIR qrels.
 
-Writing goes through :class:`lfm_qdrant.MultiVectorWriter`: its point ids are the
-corpus ids (or the text, for a document without one) mapped by ``lfm_qdrant.point_id``,
-and ``add(..., skip_existing=True)`` skips the points already stored with the same
+Writing and searching go through :class:`lfm_qdrant.MultiVectorWriter`: its point ids
+are the corpus ids mapped by ``lfm_qdrant.point_id`` (or ``text_point_id`` of the text, for
+a document without one), and ``add(..., skip_existing=True)`` skips the points already stored with the same
 payload. So indexing is resumable: running it again after an interruption encodes only
 what is missing.
 
@@ -36,7 +36,6 @@ from lfm_retrieval.evaluation import evaluate
 logger = logging.getLogger(__name__)
 
 Mode = Literal["dense", "colbert", "hybrid"]
-MODES: tuple[Mode, ...] = ("dense", "colbert", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,11 @@ def index_corpus(
 
     Each document is stored as ``"title text"`` (the embedded text) with the payload
     ``{"text": ..., "id": <corpus id>, "title": ..., **metadata}``; ``id`` and ``title`` are
-    there only when the corpus has them.
+    there only when the corpus has them. Point ids are ``lfm_qdrant.point_id(corpus id)``,
+    or ``lfm_qdrant.text_point_id(text)`` for a document without an id.
 
     Args:
-        writer: a :class:`lfm_qdrant.MultiVectorWriter` on a sync client.
+        writer: a :class:`lfm_qdrant.MultiVectorWriter` on a sync client or an EdgeStore.
         corpus: a JSONL file, a BEIR folder or a folder of ``.txt`` / ``.md`` files.
         batch_size: documents per ``writer.add`` call (one resume step).
         progress: called with the number of documents done after each batch.
@@ -79,22 +79,25 @@ def index_corpus(
         An :class:`IndexReport`.
 
     Raises:
-        CorpusError: the corpus is missing or malformed, or two documents share an id.
-        CollectionError: the collection exists with another layout (other models).
+        CorpusError: the corpus is missing, malformed or holds no text, or two documents
+            share an id.
+        CollectionError: the collection exists with another layout or other models.
     """
-    from lfm_qdrant import point_id
+    from lfm_qdrant import point_id, text_point_id
 
-    seen: dict[str, int] = {}
-    documents = empty = repeats = 0
+    seen: dict[Any, int] = {}
+    documents = empty = repeats = kept = 0
     for batch in _batches(read_corpus(corpus), batch_size):
-        texts, ids, payloads = [], [], []
+        texts: list[str] = []
+        ids: list[Any] = []
+        payloads: list[dict[str, Any]] = []
         for doc in batch:
             documents += 1
             content = doc.content
             if not content.strip():
                 empty += 1
                 continue
-            key = point_id(doc.id if doc.id is not None else content)
+            key = point_id(doc.id) if doc.id is not None else text_point_id(content)
             if key in seen:
                 if doc.id is not None:
                     raise CorpusError(
@@ -105,87 +108,55 @@ def index_corpus(
                 continue
             seen[key] = documents - 1
             texts.append(content)
-            ids.append(doc.id if doc.id is not None else content)
+            ids.append(key)
             payloads.append(_payload(doc))
         if texts:
             writer.add(texts, ids=ids, metadata=payloads, skip_existing=True, show_progress=False)
+            kept += len(texts)
         if progress is not None:
             progress(len(batch))
     if documents == 0:
         raise CorpusError(f"corpus {str(corpus)!r} holds no document")
-    points = writer.client.count(writer.collection_name, exact=True).count
-    return IndexReport(documents, empty, repeats, points)
+    if kept == 0:
+        raise CorpusError(
+            f"every one of the {documents} documents of {str(corpus)!r} is empty; nothing to index"
+        )
+    return IndexReport(documents, empty, repeats, writer.count())
+
+
+# Queries sent in one batch request: bounds the request size of a long evaluation.
+_QUERY_BATCH = 256
 
 
 def search(
-    client: Any,
-    collection_name: str,
+    writer: Any,
     queries: list[str],
     *,
     mode: Mode,
-    dense: Any = None,
-    colbert: Any = None,
     limit: int = 10,
     prefetch_limit: int = 100,
 ) -> list[list[Any]]:
-    """Search a collection for each query.
+    """Search the writer's collection for each query, in batches of one round trip each.
 
     Args:
-        client: a sync ``QdrantClient``.
-        collection_name: a collection written by :func:`index_corpus`.
+        writer: a :class:`lfm_qdrant.MultiVectorWriter` with the models the mode needs.
         queries: the query texts.
-        mode: ``"hybrid"`` (needs both encoders), ``"dense"`` or ``"colbert"``.
-        dense: the ``DenseEncoder`` that built the collection (hybrid and dense modes).
-        colbert: the ``LateInteractionEncoder`` that built it (hybrid and colbert modes).
+        mode: ``"hybrid"``, ``"dense"`` or ``"colbert"``.
         limit: results per query.
         prefetch_limit: dense candidates reranked in hybrid mode (raised to ``limit`` if lower).
 
     Returns:
         One list of ``ScoredPoint`` per query, best first, with payloads.
-
-    Raises:
-        CollectionError: the collection is missing, or lacks the vector the mode needs,
-            or its vectors have another width than the encoder.
-        InputError: the mode needs an encoder that was not given.
     """
-    from lfm_qdrant import COLBERT, DENSE, MultiVectorWriter
-
-    vectors = collection_vectors(client, collection_name)
-    needed = {"dense": [DENSE], "colbert": [COLBERT], "hybrid": [DENSE, COLBERT]}[mode]
-    encoders = {DENSE: dense, COLBERT: colbert}
-    for name in needed:
-        if encoders[name] is None:
-            flag = "--embedding-model" if name == DENSE else "--colbert-model"
-            raise InputError(f"search mode {mode!r} needs a {name} model; {flag} is 'none'")
-        if name not in vectors:
-            raise CollectionError(
-                f"collection {collection_name!r} has no {name!r} vector (it has "
-                f"{sorted(vectors)}); use --mode {' or '.join(sorted(_modes_for(vectors)))}"
-            )
-        if vectors[name] != encoders[name].dim:
-            raise CollectionError(
-                f"collection {collection_name!r}: vector {name!r} has width {vectors[name]}, "
-                f"but model {encoders[name].model_name!r} gives {encoders[name].dim}; "
-                "pass the model that built the collection"
-            )
-    if mode == "hybrid":
-        writer = MultiVectorWriter(client, collection_name, dense=dense, colbert=colbert)
-        prefetch = max(prefetch_limit, limit)
-        return [writer.search(q, limit=limit, prefetch_limit=prefetch) for q in queries]
-    # One vector alone: query it directly, with the queries encoded in one batch (the
-    # writer's search covers every vector of its layout, one query at a time).
-    if mode == "dense":
-        matrix = dense.encode_queries(queries, show_progress=False)
-        query_vectors: list[Any] = [row.tolist() for row in matrix]
-    else:
-        query_vectors = [m.tolist() for m in colbert.encode_queries(queries, show_progress=False)]
-    using = DENSE if mode == "dense" else COLBERT
-    return [
-        client.query_points(
-            collection_name, query=vector, using=using, limit=limit, with_payload=True
-        ).points
-        for vector in query_vectors
-    ]
+    results: list[list[Any]] = []
+    for start in range(0, len(queries), _QUERY_BATCH):
+        results += writer.search_batch(
+            queries[start : start + _QUERY_BATCH],
+            limit=limit,
+            prefetch_limit=max(prefetch_limit, limit),
+            mode=mode,
+        )
+    return results
 
 
 def collection_vectors(client: Any, collection_name: str) -> dict[str, int]:
@@ -227,50 +198,77 @@ def default_mode(vectors: Iterable[str], dense: bool, colbert: bool) -> Mode:
     )
 
 
+@dataclass(frozen=True)
+class EvalReport:
+    """What one BEIR evaluation scored.
+
+    Attributes:
+        metrics: ``{"nDCG@10": ..., "Recall@10": ..., "Recall@100": ...}``, means over
+            the judged queries.
+        queries: queries searched (those with text and at least one positive judgement).
+        skipped_no_text: qrels query ids that ``queries.jsonl`` does not hold.
+        skipped_no_positive: queries whose judgements are all 0 (BEIR leaves them out).
+        unknown_documents: qrels corpus-ids that are not in the collection's corpus.
+    """
+
+    metrics: dict[str, float]
+    queries: int
+    skipped_no_text: int = 0
+    skipped_no_positive: int = 0
+    unknown_documents: int = 0
+
+
 def evaluate_beir(
-    client: Any,
-    collection_name: str,
+    writer: Any,
     folder: str | Path,
     *,
     mode: Mode,
-    dense: Any = None,
-    colbert: Any = None,
     split: str = "test",
     prefetch_limit: int = 100,
     recall_ks: tuple[int, ...] = (10, 100),
-) -> tuple[dict[str, float], int]:
+) -> EvalReport:
     """Search an indexed BEIR corpus with its queries and score the run on the qrels.
 
+    As BEIR's evaluator, pytrec_eval and MTEB do: qrels queries that have no text in
+    ``queries.jsonl`` are skipped (one warning gives the count), and so are queries with
+    no positive judgement; corpus-ids of the qrels missing from the corpus are counted.
+
     Args:
-        client, collection_name, mode, dense, colbert, prefetch_limit: as for :func:`search`.
+        writer: the writer of the collection built from ``folder``.
         folder: the BEIR folder the collection was built from.
+        mode, prefetch_limit: as for :func:`search`.
         split: the qrels file (``qrels/<split>.tsv``).
         recall_ks: Recall cut-offs; the search returns ``max(recall_ks)`` results.
 
-    Returns:
-        ``(metrics, n_queries)``: ``{"nDCG@10": ..., "Recall@10": ..., "Recall@100": ...}``
-        (see :func:`lfm_retrieval.evaluation.evaluate`) and the number of queries run.
-
     Raises:
-        CorpusError: the queries or qrels are missing, or a qrels query has no text.
+        CorpusError: the queries or qrels are missing, or no qrels query can be scored.
     """
     qrels = read_beir_qrels(folder, split)
     queries = read_beir_queries(folder)
-    missing = [qid for qid in qrels if qid not in queries]
-    if missing:
-        raise CorpusError(
-            f"{len(missing)} query id(s) of qrels/{split}.tsv are not in queries.jsonl "
-            f"(first: {missing[0]!r})"
+    no_text = [qid for qid in qrels if qid not in queries]
+    if no_text:
+        logger.warning(
+            "%d of %d query id(s) of qrels/%s.tsv are not in queries.jsonl (first: %r); "
+            "they are skipped",
+            len(no_text),
+            len(qrels),
+            split,
+            no_text[0],
         )
-    query_ids = list(qrels)
+    no_positive = [q for q in qrels if q in queries and not any(v > 0 for v in qrels[q].values())]
+    query_ids = [q for q in qrels if q in queries and any(v > 0 for v in qrels[q].values())]
+    if not query_ids:
+        raise CorpusError(
+            f"no query of qrels/{split}.tsv can be scored: {len(no_text)} have no text in "
+            f"queries.jsonl and {len(no_positive)} have no positive judgement"
+        )
+    corpus_ids = {doc.id for doc in read_corpus(folder) if doc.id is not None}
+    unknown = {d for q in qrels for d in qrels[q] if d not in corpus_ids}
     limit = max(recall_ks)
     results = search(
-        client,
-        collection_name,
+        writer,
         [queries[qid] for qid in query_ids],
         mode=mode,
-        dense=dense,
-        colbert=colbert,
         limit=limit,
         prefetch_limit=max(prefetch_limit, limit),
     )
@@ -278,7 +276,14 @@ def evaluate_beir(
         qid: {str(point.payload.get("id", point.id)): float(point.score) for point in points}
         for qid, points in zip(query_ids, results, strict=True)
     }
-    return evaluate(qrels, run, recall_ks=recall_ks), len(query_ids)
+    judged = {qid: qrels[qid] for qid in query_ids}
+    return EvalReport(
+        metrics=evaluate(judged, run, recall_ks=recall_ks),
+        queries=len(query_ids),
+        skipped_no_text=len(no_text),
+        skipped_no_positive=len(no_positive),
+        unknown_documents=len(unknown),
+    )
 
 
 def _payload(doc: Document) -> dict[str, Any]:

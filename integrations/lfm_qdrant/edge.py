@@ -395,6 +395,35 @@ class EdgeStore:
             for r in records
         ]
 
+    def scroll(
+        self,
+        collection_name: str,
+        scroll_filter: models.Filter | None = None,
+        limit: int = 10,
+        offset: Any = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+        **kwargs: Any,
+    ) -> tuple[list[models.Record], int | str | None]:
+        """A page of points in id order, and the offset of the next page (``None`` at the end)."""
+        request = qe.ScrollRequest(
+            offset=None if offset is None else _edge_id(offset),
+            limit=limit,
+            filter=edge_filter(scroll_filter),
+            with_payload=with_payload,
+            with_vector=with_vectors,
+        )
+        with self._mutex:
+            shard = self._shard(collection_name)
+            records, next_offset = self._engine(collection_name, shard.scroll, request)
+        return (
+            [
+                models.Record(id=_client_id(r.id), payload=r.payload, vector=r.vector if with_vectors else None)
+                for r in records
+            ],
+            None if next_offset is None else _client_id(next_offset),
+        )
+
     def count(
         self,
         collection_name: str,

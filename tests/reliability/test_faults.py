@@ -37,7 +37,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from lfm_core import CollectionError, DenseEncoder, LateInteractionEncoder
-from lfm_qdrant import MultiVectorWriter, point_id
+from lfm_qdrant import MultiVectorWriter, text_point_id
 
 ENCODERS = ["tiny_dense", "tiny_colbert", "minilm"]
 SIDES = ["encode_queries", "encode_documents"]
@@ -321,7 +321,7 @@ def test_qdrant_failing_mid_write_then_a_rerun_leaves_no_duplicate_and_no_gap(
     counting = CountingEncoder(tiny_dense)
     rerun = MultiVectorWriter(inner, "c", dense=counting, colbert=tiny_colbert, batch_size=8)
     ids = rerun.add(DOCS, metadata=METADATA, skip_existing=skip_existing, show_progress=False)
-    assert ids == [point_id(t) for t in DOCS]
+    assert ids == [text_point_id(t) for t in DOCS]
     assert counting.encoded == (24 if skip_existing else 40)
     _assert_same_collection(_everything(inner), clean_run)
     inner.close()
@@ -378,7 +378,7 @@ def test_writer_killed_during_an_upsert_is_completed_exactly_by_a_rerun(tmp_path
     points, _ = client.scroll("c", limit=1000, with_payload=True)
     client.close()
     assert len(points) == 120
-    assert {str(p.id): p.payload for p in points} == {point_id(t): {"text": t} for t in texts}
+    assert {str(p.id): p.payload for p in points} == {text_point_id(t): {"text": t} for t in texts}
 
 
 # ------------------------------------------------------ a collection with another layout

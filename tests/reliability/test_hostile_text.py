@@ -33,7 +33,7 @@ from qdrant_client import QdrantClient
 
 import lfm_core.encoders
 from lfm_core import DenseEncoder, LateInteractionEncoder, validate_texts
-from lfm_qdrant import MultiVectorWriter, point_id
+from lfm_qdrant import MultiVectorWriter, text_point_id
 
 # ---------------------------------------------------------------- the hostile pieces
 
@@ -288,11 +288,11 @@ def test_text_with_surrogates_encodes_as_its_repair(
 def test_hostile_texts_round_trip_through_the_qdrant_writer(
     tiny_dense: DenseEncoder, tiny_colbert: LateInteractionEncoder, texts: list[str]
 ) -> None:
-    """Stored payloads are the texts exactly, under ``point_id(text)``, with their vectors."""
+    """Stored payloads are the texts exactly, under ``text_point_id(text)``, with their vectors."""
     client = QdrantClient(":memory:")
     writer = MultiVectorWriter(client, "c", dense=tiny_dense, colbert=tiny_colbert)
     ids = writer.add(texts, show_progress=False)
-    assert ids == [point_id(t) for t in texts]
+    assert ids == [text_point_id(t) for t in texts]
     points = client.retrieve("c", ids, with_payload=True, with_vectors=True)
     by_id = {str(p.id): p for p in points}
     assert len(by_id) == len(texts) == client.count("c").count
@@ -310,7 +310,7 @@ def test_surrogate_text_is_stored_as_it_was_embedded(tiny_dense: DenseEncoder) -
     client = QdrantClient(":memory:")
     writer = MultiVectorWriter(client, "c", dense=tiny_dense)
     ids = writer.add(["fine", "broken \ud800 byte"], show_progress=False)
-    assert ids[1] == point_id("broken \ufffd byte")
+    assert ids[1] == text_point_id("broken \ufffd byte")
     (point,) = client.retrieve("c", ids[1:], with_vectors=True)
     assert point.payload == {"text": "broken \ufffd byte"}
     expected = tiny_dense.encode_documents(["broken \ufffd byte"])[0]
