@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import Lfm2Config
 from .errors import CheckpointError
-from .loading import load_weights, read_json, strip_prefix
+from .loading import load_weights, read_json, read_json_object, strip_prefix
 from .modeling_lfm2 import Lfm2Model
 
 __all__ = ["AutoModelBackbone", "Backbone", "Lfm2Backbone", "load_backbone"]
@@ -88,6 +88,11 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], folder: P
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    wrong += [
+        f"{k}: dtype {state[k].dtype}, expected floats"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
     _raise_if_mismatched(folder, missing=missing, unexpected=unexpected, wrong=wrong)
 
 
@@ -130,6 +135,7 @@ class AutoModelBackbone(nn.Module):
                 f"Convert them to safetensors, or pass allow_pickle=True if you trust this "
                 f"checkpoint"
             )
+        _check_shapes_before_loading(folder)
         try:
             # ignore_mismatched_sizes + output_loading_info: transformers would only log
             # which weights are wrong (or silently initialize missing ones at random);
@@ -175,6 +181,52 @@ class AutoModelBackbone(nn.Module):
         return out[rows, cols]
 
 
+def _check_shapes_before_loading(folder: Path) -> None:
+    """Compare the shapes ``config.json`` claims with the safetensors headers, allocating nothing.
+
+    transformers builds the claimed shapes before it reads the weights, so a config that
+    claims ``intermediate_size: 1e6`` would take all the memory before any error. The model
+    is built on the meta device instead, and every parameter checked against the header.
+    """
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModel
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return  # pickle weights (allow_pickle): transformers reads their sizes itself
+    try:
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModel.from_config(config, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read config.json in {folder}: {exc}") from exc
+    header: dict[str, tuple[tuple[int, ...], str]] = {}
+    try:
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 - a safe_open handle is no dict
+                    part = handle.get_slice(key)
+                    header[key] = (tuple(part.get_shape()), str(part.get_dtype()))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read the safetensors header in {folder}: {exc}") from exc
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    if header and all(k.startswith(prefix) for k in header) and prefix != ".":
+        header = {k[len(prefix) :]: v for k, v in header.items()}
+    wrong = []
+    for name, param in model.named_parameters():
+        if name not in header:
+            continue  # missing weights are reported after loading, with transformers' names
+        shape, dtype = header[name]
+        if shape != tuple(param.shape):
+            wrong.append(f"{name}: checkpoint {shape} vs config {tuple(param.shape)}")
+        elif dtype not in _FLOAT_DTYPES:
+            wrong.append(f"{name}: dtype {dtype}, expected floats")
+    _raise_if_mismatched(folder, missing=[], unexpected=[], wrong=wrong)
+
+
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+
+
 def _check_loading_info(info: dict[str, Iterable[Any]], folder: Path) -> None:
     """Raise ``CheckpointError`` naming weights transformers reports missing or mis-shaped."""
     wrong = [
@@ -188,7 +240,7 @@ def _check_loading_info(info: dict[str, Iterable[Any]], folder: Path) -> None:
 
 def load_backbone(folder: Path, *, allow_pickle: bool = False) -> Lfm2Backbone | AutoModelBackbone:
     """Our LFM2 for ``model_type: lfm2``, transformers' AutoModel for anything else."""
-    config = read_json(folder, "config.json")
+    config = read_json_object(folder, "config.json") or {}
     if config.get("model_type") == "lfm2":
         return Lfm2Backbone.from_folder(folder, allow_pickle=allow_pickle)
     return AutoModelBackbone.from_folder(folder, allow_pickle=allow_pickle)

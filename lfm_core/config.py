@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import CheckpointError
+from .validation import check_positive_int
 
 LayerType = Literal["conv", "full_attention"]
 PoolingMode = Literal["cls", "mean", "lasttoken"]
@@ -24,6 +25,14 @@ _LEGACY_LFM2_KEYS = {
     "num_heads": "num_attention_heads",
     "block_norm_eps": "norm_eps",
 }
+
+
+def _int(d: Mapping[str, Any], key: str, source: str, default: int | None = None) -> int:
+    """``d[key]`` as an int (``default`` if absent), or a ``CheckpointError`` naming both."""
+    value = d.get(key, default) if default is not None else _require(d, key, source)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"{key!r} in {source} must be an integer, got {value!r}")
+    return value
 
 
 def _require(d: Mapping[str, Any], key: str, source: str) -> Any:
@@ -88,6 +97,8 @@ class Lfm2Config:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "config.json") -> Lfm2Config:
         """Build from a ``config.json`` mapping (``layer_types`` or legacy ``full_attn_idxs``)."""
+        if not isinstance(raw, Mapping):
+            raise CheckpointError(f"{source} must hold a JSON object, not {type(raw).__name__}")
         d = dict(raw)
         for old, new in _LEGACY_LFM2_KEYS.items():
             if old in d and new not in d:
@@ -95,35 +106,37 @@ class Lfm2Config:
         model_type = d.get("model_type")
         if model_type not in (None, "lfm2"):
             raise CheckpointError(f"model_type {model_type!r} in {source} is not 'lfm2'")
-        n_layers = int(_require(d, "num_hidden_layers", source))
+        n_layers = _int(d, "num_hidden_layers", source)
         layer_types = _layer_types(d, n_layers, source)
         rope = d.get("rope_parameters") or {}
         rope_theta = float(rope.get("rope_theta", d.get("rope_theta", 1_000_000.0)))
         ffn = adjusted_ffn_width(
-            int(d.get("block_ff_dim", _require(d, "intermediate_size", source))),
+            _int(d, "block_ff_dim", source)
+            if "block_ff_dim" in d
+            else _int(d, "intermediate_size", source),
             auto_adjust=bool(d.get("block_auto_adjust_ff_dim", False)),
             multiplier=d.get("block_ffn_dim_multiplier"),
-            multiple_of=int(d.get("block_multiple_of", 256)),
+            multiple_of=_int(d, "block_multiple_of", source, 256),
         )
-        hidden = int(_require(d, "hidden_size", source))
-        heads = int(_require(d, "num_attention_heads", source))
+        hidden = _int(d, "hidden_size", source)
+        heads = _int(d, "num_attention_heads", source)
         if hidden % heads:
             raise CheckpointError(
                 f"hidden_size {hidden} in {source} is not a multiple of num_attention_heads {heads}"
             )
         return cls(
-            vocab_size=int(_require(d, "vocab_size", source)),
+            vocab_size=_int(d, "vocab_size", source),
             hidden_size=hidden,
             num_hidden_layers=n_layers,
             num_attention_heads=heads,
-            num_key_value_heads=int(d.get("num_key_value_heads", heads)),
+            num_key_value_heads=_int(d, "num_key_value_heads", source, heads),
             intermediate_size=ffn,
             layer_types=layer_types,
-            conv_L_cache=int(d.get("conv_L_cache", 3)),
+            conv_L_cache=_int(d, "conv_L_cache", source, 3),
             conv_bias=bool(d.get("conv_bias", False)),
             norm_eps=float(d.get("norm_eps", 1e-5)),
             rope_theta=rope_theta,
-            max_position_embeddings=int(d.get("max_position_embeddings", 128_000)),
+            max_position_embeddings=_int(d, "max_position_embeddings", source, 128_000),
             pad_token_id=int(d.get("pad_token_id") or 0),
             bos_token_id=int(d.get("bos_token_id") or 1),
             eos_token_id=int(d.get("eos_token_id") or 7),
@@ -192,8 +205,8 @@ class BatchingConfig:
     progress_threshold: int = 2048
 
     def __post_init__(self) -> None:
-        if self.max_tokens_per_batch < 1 or self.max_batch_size < 1:
-            raise ValueError("batching limits must be positive")
+        for name in ("max_tokens_per_batch", "max_batch_size", "progress_threshold"):
+            object.__setattr__(self, name, check_positive_int(getattr(self, name), name))
 
     def replace(self, **overrides: Any) -> BatchingConfig:
         """Return a copy with the non-None ``overrides`` applied."""

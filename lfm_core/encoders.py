@@ -8,6 +8,7 @@ not padded, so nothing of a neighbour reaches the convolution or the attention.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
 from .batching import plan_batches, prefetch, split_on_oom
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError
 from .loading import (
     LinearSpec,
     ModuleSpec,
@@ -41,7 +42,7 @@ from .onednn import pack_linears_for_cpu
 from .quantization import quantize_linears_int8
 from .scoring import maxsim
 from .tokenization import TextTokenizer
-from .validation import validate_text, validate_texts
+from .validation import check_positive_int, validate_text, validate_texts
 
 __all__ = ["DenseEncoder", "LateInteractionEncoder"]
 
@@ -49,6 +50,9 @@ logger = logging.getLogger("lfm_core")
 
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 Out = TypeVar("Out")
+
+# The process that imported lfm_core; an encoder running in another one was inherited by fork.
+_IMPORT_PID = os.getpid()
 
 # Texts tokenized per chunk: big enough to sort well by length, small enough that the
 # next chunk's tokenization overlaps the current chunk's forward passes.
@@ -95,6 +99,7 @@ class _Loaded:
     tokenizer: TextTokenizer
     max_length: int
     digest: str
+    position_limit: int | None
 
 
 def _load(
@@ -111,14 +116,48 @@ def _load(
     body = modules[0].folder
     backbone = load_backbone(body, allow_pickle=allow_pickle)
     tokenizer = TextTokenizer.from_folder(body, bos_token_id=backbone.bos_token_id)
+    limit = _position_limit(backbone)
+    max_length = _capped(read_max_length(body, 512), limit, "max_seq_length", name_or_path)
     return _Loaded(
         folder,
         modules,
         backbone,
         tokenizer,
-        read_max_length(body, 512),
+        max_length,
         checkpoint_digest(modules),
+        limit,
     )
+
+
+# RoBERTa-style models number positions from padding_idx + 1: two of the table's rows are not
+# usable positions.
+_POSITION_OFFSET_MODELS = {"roberta": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2, "camembert": 2}
+
+
+def _position_limit(backbone: Lfm2Backbone | AutoModelBackbone) -> int | None:
+    """Most tokens the model's position table encodes (``None``: no limit we know of)."""
+    if not isinstance(backbone, AutoModelBackbone):
+        return None  # LFM2 uses RoPE
+    config = backbone.model.config
+    table = getattr(config, "max_position_embeddings", None)
+    if not isinstance(table, int):
+        return None
+    return table - _POSITION_OFFSET_MODELS.get(getattr(config, "model_type", ""), 0)
+
+
+def _capped(length: int, limit: int | None, key: str, model: object) -> int:
+    if limit is None or length <= limit:
+        return length
+    # As sentence-transformers does: longer inputs would index past the position table.
+    logger.warning(
+        "%s %d of %s is more than its %d position embeddings allow; using %d",
+        key,
+        length,
+        model,
+        limit,
+        limit,
+    )
+    return limit
 
 
 class _Encoder:
@@ -177,6 +216,7 @@ class _Encoder:
         what: str,
     ) -> list[Out]:
         """Encode ``texts`` through ``prepare`` and ``head``, returning outputs in input order."""
+        _guard_fork()
         results: list[Out | None] = [None] * len(texts)
         show = (
             show_progress
@@ -232,6 +272,23 @@ class _Encoder:
             return head(hidden, lengths, seqs)
 
 
+def _guard_fork() -> None:
+    """Use one intra-op thread in a process started by ``fork`` from one that ran torch.
+
+    torch's OpenMP thread pool does not survive ``fork``: the child's first parallel region
+    waits forever for threads that do not exist (a multiprocessing ``Pool`` with the default
+    ``fork`` start method on Linux). One thread per process is what such a pool wants anyway.
+    """
+    if os.getpid() != _IMPORT_PID and torch.get_num_threads() > 1:
+        logger.warning(
+            "lfm_core runs in a process forked from %d: torch is set to 1 thread here (its "
+            "thread pool does not survive fork); for parallel workers prefer the 'spawn' start "
+            "method, or set OMP_NUM_THREADS=1",
+            _IMPORT_PID,
+        )
+        torch.set_num_threads(1)
+
+
 def _quantize_int8(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Int8 linear layers (per-channel weights, per-token activations); CPU only."""
     if device.type != "cpu":
@@ -279,7 +336,15 @@ class DenseEncoder(_Encoder):
             )
             for s in linears
         ]
-        self.dim = int(self._linears[-1].weight.shape[0]) if self._linears else backbone.hidden_size
+        width = backbone.hidden_size
+        for i, spec in enumerate(self._linears):
+            if spec.weight.shape[1] != width:
+                raise CheckpointError(
+                    f"{self.model_name}: Dense module {i + 1} takes {spec.weight.shape[1]} "
+                    f"inputs, but what comes before it gives {width}"
+                )
+            width = int(spec.weight.shape[0])
+        self.dim = width
 
     @classmethod
     def from_pretrained(
@@ -440,6 +505,11 @@ class LateInteractionEncoder(_Encoder):
         super().__init__(backbone, tokenizer, **kwargs)  # type: ignore[arg-type]
         self.head = head
         self.dim = head.dim
+        if projection.weight.shape[1] != backbone.hidden_size:
+            raise CheckpointError(
+                f"{self.model_name}: the ColBERT projection takes {projection.weight.shape[1]} "
+                f"inputs, but the model's hidden size is {backbone.hidden_size}"
+            )
         self._projection = LinearSpec(
             projection.weight.float().to(self.device),
             None if projection.bias is None else projection.bias.float().to(self.device),
@@ -503,6 +573,15 @@ class LateInteractionEncoder(_Encoder):
             )
         projection = read_linear(dense[0].folder, allow_pickle=allow_pickle)
         head = read_colbert_head(loaded.folder, dim=int(projection.weight.shape[0]))
+        head = dataclasses.replace(
+            head,
+            query_length=_capped(
+                head.query_length, loaded.position_limit, "query_length", model_name_or_path
+            ),
+            document_length=_capped(
+                head.document_length, loaded.position_limit, "document_length", model_name_or_path
+            ),
+        )
         batching = BatchingConfig().replace(
             max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
         )
@@ -641,10 +720,8 @@ class LateInteractionEncoder(_Encoder):
         """
         validate_text(query)
         docs = validate_texts(documents, "documents")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
-            raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
-        if top_k is not None and top_k < 0:
-            raise InputError(f"top_k must be >= 0, got {top_k}")
+        if top_k is not None:
+            top_k = check_positive_int(top_k, "top_k", minimum=0)
         if not docs:
             return []
         scores = self.score(self.encode_queries([query])[0], self.encode_documents(docs))

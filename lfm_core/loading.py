@@ -165,6 +165,40 @@ def read_json(folder: Path, name: str, *, required: bool = True) -> Any:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def read_json_object(folder: Path, name: str, *, required: bool = True) -> dict[str, Any] | None:
+    """Parse ``folder/name``, which must hold a JSON object; a missing optional file gives ``None``."""
+    data = read_json(folder, name, required=required)
+    if data is not None and not isinstance(data, dict):
+        raise CheckpointError(
+            f"{folder / name} must hold a JSON object, not a {type(data).__name__}"
+        )
+    return data
+
+
+def config_value(
+    cfg: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    source: str,
+    default: Any = None,
+) -> Any:
+    """``cfg[key]`` checked against ``kind`` (``default`` when absent or null).
+
+    Raises:
+        CheckpointError: naming the file and the key, when the value has another type.
+    """
+    value = cfg.get(key)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        value = None  # true/false where a number is meant
+    if value is None or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise CheckpointError(f"{key!r} in {source} must be {names}, got {cfg.get(key)!r}")
+    return value
+
+
 def inside(root: Path, relative: str, source: str) -> Path:
     """``root / relative``, refusing absolute paths and ``..`` escapes from ``root``.
 
@@ -188,6 +222,11 @@ def read_modules(folder: Path) -> list[ModuleSpec]:
         raise CheckpointError(f"modules.json in {folder} must be a list")
     specs = []
     for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise CheckpointError(
+                f"modules.json[{i}] in {folder} must be an object with 'type' and 'path', "
+                f"not {type(entry).__name__}"
+            )
         type_name = str(entry.get("type", ""))
         class_name = type_name.rsplit(".", 1)[-1]
         kind = _MODULE_CLASSES.get(class_name)
@@ -216,7 +255,10 @@ def load_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, torch
         return _load_safetensors(single)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(read_json(folder, index.name)["weight_map"].values()))
+        weight_map = (read_json_object(folder, index.name) or {}).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} has no 'weight_map' object")
+        shards = sorted({str(v) for v in weight_map.values()})
         state: dict[str, torch.Tensor] = {}
         for shard in shards:
             state.update(_load_safetensors(inside(folder, shard, index.name)))
@@ -262,14 +304,24 @@ def strip_prefix(
 
 def read_max_length(transformer_folder: Path, default: int) -> int:
     """``max_seq_length`` from ``sentence_bert_config.json``, else ``default``."""
-    cfg = read_json(transformer_folder, "sentence_bert_config.json", required=False) or {}
-    return int(cfg.get("max_seq_length") or default)
+    name = "sentence_bert_config.json"
+    cfg = read_json_object(transformer_folder, name, required=False) or {}
+    value = config_value(cfg, "max_seq_length", int, name, default)
+    if value < 2:
+        raise CheckpointError(f"'max_seq_length' in {name} must be >= 2, got {value}")
+    return int(value)
 
 
 def read_dense_head(folder: Path, modules: list[ModuleSpec], max_length: int) -> DenseHeadConfig:
     """Prompts and pooling of a sentence-transformers checkpoint."""
-    st = read_json(folder, "config_sentence_transformers.json", required=False) or {}
-    prompts = st.get("prompts") or {}
+    source = "config_sentence_transformers.json"
+    st = read_json_object(folder, source, required=False) or {}
+    prompts = config_value(st, "prompts", dict, source, {})
+    bad = next((k for k, v in prompts.items() if not isinstance(v, str)), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"prompts[{bad!r}] in {source} must be a string, got {prompts[bad]!r}"
+        )
     query = prompts.get("query", "")
     document = next(
         (prompts[k] for k in ("document", "passage", "corpus", "text") if k in prompts), ""
@@ -284,19 +336,21 @@ def read_dense_head(folder: Path, modules: list[ModuleSpec], max_length: int) ->
 
 
 def _pooling_mode(folder: Path) -> PoolingMode:
-    cfg = read_json(folder, "config.json")
     source = f"{folder.name}/config.json"
+    cfg = read_json_object(folder, "config.json") or {}
     if "pooling_mode" in cfg:
-        mode = {"cls": "cls", "mean": "mean", "lasttoken": "lasttoken"}.get(cfg["pooling_mode"])
+        mode = {"cls": "cls", "mean": "mean", "lasttoken": "lasttoken"}.get(
+            config_value(cfg, "pooling_mode", str, source)
+        )
         if mode is None:
             raise CheckpointError(
                 f"unknown pooling {cfg['pooling_mode']!r} in {source}; supported: cls, mean, lasttoken"
             )
         return mode  # type: ignore[return-value]
     flags = {
-        "cls": cfg.get("pooling_mode_cls_token", False),
-        "mean": cfg.get("pooling_mode_mean_tokens", False),
-        "lasttoken": cfg.get("pooling_mode_lasttoken", False),
+        "cls": config_value(cfg, "pooling_mode_cls_token", bool, source, False),
+        "mean": config_value(cfg, "pooling_mode_mean_tokens", bool, source, False),
+        "lasttoken": config_value(cfg, "pooling_mode_lasttoken", bool, source, False),
     }
     unsupported = [
         k
@@ -318,19 +372,31 @@ def _pooling_mode(folder: Path) -> PoolingMode:
 
 def read_colbert_head(folder: Path, dim: int) -> ColBERTHeadConfig:
     """PyLate's settings from ``config_sentence_transformers.json``."""
-    st = dict(read_json(folder, "config_sentence_transformers.json", required=False) or {})
+    source = "config_sentence_transformers.json"
+    st = dict(read_json_object(folder, source, required=False) or {})
     for old, new in _LEGACY_COLBERT_KEYS.items():
         if old in st and new not in st:
             st[new] = st[old]
     defaults = ColBERTHeadConfig()
-    skip = st.get("skiplist_words")
+    skip = config_value(st, "skiplist_words", list, source, None)
+    if skip is not None and not all(isinstance(w, str) for w in skip):
+        raise CheckpointError(f"'skiplist_words' in {source} must be a list of strings")
+    lengths = {}
+    for key in ("query_length", "document_length"):
+        lengths[key] = config_value(st, key, int, source, getattr(defaults, key))
+        if lengths[key] < 2:
+            raise CheckpointError(
+                f"{key!r} in {source} must be >= 2 (a prefix token and one more), got {lengths[key]}"
+            )
     return ColBERTHeadConfig(
-        query_prefix=st.get("query_prefix", defaults.query_prefix),
-        document_prefix=st.get("document_prefix", defaults.document_prefix),
-        query_length=int(st.get("query_length") or defaults.query_length),
-        document_length=int(st.get("document_length") or defaults.document_length),
-        attend_to_expansion_tokens=bool(st.get("attend_to_expansion_tokens", False)),
-        do_query_expansion=bool(st.get("do_query_expansion", True)),
+        query_prefix=config_value(st, "query_prefix", str, source, defaults.query_prefix),
+        document_prefix=config_value(st, "document_prefix", str, source, defaults.document_prefix),
+        query_length=lengths["query_length"],
+        document_length=lengths["document_length"],
+        attend_to_expansion_tokens=config_value(
+            st, "attend_to_expansion_tokens", bool, source, False
+        ),
+        do_query_expansion=config_value(st, "do_query_expansion", bool, source, True),
         skiplist_words=tuple(skip) if skip is not None else defaults.skiplist_words,
         dim=dim,
     )
@@ -347,8 +413,8 @@ class LinearSpec:
 
 def read_linear(folder: Path, *, allow_pickle: bool = False) -> LinearSpec:
     """Load a ``Dense`` module folder (``config.json`` + ``model.safetensors``)."""
-    cfg = read_json(folder, "config.json")
     source = f"{folder.name}/config.json"
+    cfg = read_json_object(folder, "config.json") or {}
     act_name = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity"))
     activation = {"Identity": "identity", "Tanh": "tanh"}.get(act_name.rsplit(".", 1)[-1])
     if activation is None:
@@ -359,13 +425,23 @@ def read_linear(folder: Path, *, allow_pickle: bool = False) -> LinearSpec:
     if "weight" not in state:
         raise CheckpointError(f"no linear.weight in {folder}")
     weight = state["weight"]
-    expected = (int(cfg["out_features"]), int(cfg["in_features"]))
+    for key in ("out_features", "in_features"):
+        if key not in cfg:
+            raise CheckpointError(f"missing key {key!r} in {source}")
+    expected = (
+        config_value(cfg, "out_features", int, source),
+        config_value(cfg, "in_features", int, source),
+    )
+    if not weight.is_floating_point():
+        raise CheckpointError(f"linear.weight in {folder.name} is {weight.dtype}; expected floats")
     if tuple(weight.shape) != expected:
         raise CheckpointError(
             f"linear.weight in {folder.name} has shape {tuple(weight.shape)}; "
             f"{source} says [out_features, in_features] = {list(expected)}"
         )
-    use_bias = bool(cfg.get("bias", cfg.get("use_bias", False)))
+    use_bias = bool(
+        config_value(cfg, "bias", bool, source, config_value(cfg, "use_bias", bool, source, False))
+    )
     bias = state.get("bias") if use_bias else None
     if use_bias and bias is None:
         raise CheckpointError(f"{source} declares a bias but {folder.name} has no linear.bias")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import re
 from collections.abc import Iterable
 
-__all__ = ["validate_text", "validate_texts"]
+from .errors import InputError
+
+__all__ = ["check_positive_int", "validate_text", "validate_texts"]
 
 logger = logging.getLogger("lfm_core")
 
@@ -90,3 +93,27 @@ def _describe(value: object) -> str:
         return "None"
     kind = type(value).__name__
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ``>= minimum``.
+
+    numpy integers are accepted; ``bool``, floats and strings are refused (``True`` and
+    ``2.5`` are mistakes, not sizes).
+
+    Raises:
+        TypeError: ``value`` is not an integer, naming ``name``.
+        InputError: ``value`` is below ``minimum``, naming ``name``.
+
+    >>> check_positive_int(8, "max_batch_size")
+    8
+    >>> check_positive_int(True, "max_batch_size")
+    Traceback (most recent call last):
+    ...
+    TypeError: max_batch_size must be an int, not bool
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
