@@ -293,6 +293,14 @@ def _search(args: argparse.Namespace) -> int:
         mode = args.mode or default_mode(
             vectors, dense=names[0] is not None, colbert=names[1] is not None
         )
+        for side, flag, name in (
+            ("dense", "--embedding-model", names[0]),
+            ("colbert", "--colbert-model", names[1]),
+        ):
+            if name is None and mode in (side, "hybrid"):
+                raise CommandError(
+                    f"search mode {mode!r} needs a {side} model; {flag} is 'none'", EXIT_USAGE
+                )
         dense, colbert = _load_models(
             args,
             _recorded_models(client, collection),
@@ -642,7 +650,8 @@ def _build_index(client: Any, collection: str) -> str:
     if not hasattr(client, "optimize"):
         return ""  # a server indexes in the background
     started = time.perf_counter()
-    client.optimize(collection)
+    if not client.optimize(collection):
+        return ""  # small enough to be scanned: nothing to build
     return f" (index built in {time.perf_counter() - started:.1f} s)"
 
 

@@ -14,6 +14,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_home_writes(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never touch the user's home: the CLI's default store lives under XDG_CACHE_HOME."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LFM2.5-Embedding layout: sentence-transformers files, CLS pooling, query/document prompts."""

@@ -533,7 +533,8 @@ def test_search_is_dense_prefetch_then_colbert_maxsim(client, collection, dense,
         assert [str(h.id) for h in hits] == [pid for pid, _ in expected]
         np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4)
         assert all(
-            h.payload["text"] == DOCS[[text_point_id(d) for d in DOCS].index(str(h.id))] for h in hits
+            h.payload["text"] == DOCS[[text_point_id(d) for d in DOCS].index(str(h.id))]
+            for h in hits
         )
 
 

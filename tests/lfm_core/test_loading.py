@@ -155,7 +155,8 @@ def test_offline_hub_error_names_model_and_local_folder(monkeypatch, tmp_path: P
 
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     with pytest.raises(
-        CheckpointError, match=r"'LiquidAI/LFM2.5-Embedding-350M'.*hf download LiquidAI/LFM2.5-Embedding-350M.*load that folder"
+        CheckpointError,
+        match=r"'LiquidAI/LFM2.5-Embedding-350M'.*hf download LiquidAI/LFM2.5-Embedding-350M.*load that folder",
     ):
         DenseEncoder.from_pretrained("LiquidAI/LFM2.5-Embedding-350M", cache_dir=tmp_path)
 

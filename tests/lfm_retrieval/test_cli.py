@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
-
 import lfm_core
-from lfm_qdrant import point_id
+from lfm_qdrant import EdgeStore, text_point_id
 from lfm_retrieval import cli
 from lfm_retrieval.evaluation import evaluate
 
@@ -48,11 +46,8 @@ def models(tiny_dense_dir: Path, tiny_colbert_dir: Path) -> list[str]:
 
 
 def _points(path: Path, collection: str) -> int:
-    client = QdrantClient(path=str(path))
-    try:
-        return client.count(collection, exact=True).count
-    finally:
-        client.close()
+    with EdgeStore(path) as store:
+        return store.count(collection, exact=True).count
 
 
 def _ranked_labels(stdout: str) -> list[str]:
@@ -121,7 +116,7 @@ def test_search_modes_rank_like_the_encoders_themselves(
     else:  # the prefetch (100) holds every document, so hybrid = MaxSim over all of them
         expected = [i for i, _ in tiny_colbert.rerank(query, texts)]
     # A document without an id is labelled with its point id, made from its text.
-    ids = [str(d["id"]) if "id" in d else point_id(text) for d, text in zip(DOCS, texts)]
+    ids = [str(d["id"]) if "id" in d else text_point_id(text) for d, text in zip(DOCS, texts)]
     assert labels == [ids[i] for i in expected]
 
 
@@ -335,7 +330,7 @@ def test_searching_a_missing_collection_says_how_to_build_it(tmp_path, models, c
         ),
         (
             ["search", "q", "--collection", "c", "--path", "p", "--url", "http://x"],
-            r"error: pass --path \(embedded Qdrant\) or --url \(a server\), not both",
+            r"error: pass --path \(embedded Qdrant Edge\) or --url \(a server\), not both",
         ),
         (
             ["eval", "no-such-folder"],
