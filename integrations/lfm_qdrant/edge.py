@@ -409,7 +409,7 @@ class EdgeStore:
         request = qe.ScrollRequest(
             offset=None if offset is None else _edge_id(offset),
             limit=limit,
-            filter=edge_filter(scroll_filter),
+            filter=_maybe_filter(scroll_filter),
             with_payload=with_payload,
             with_vector=with_vectors,
         )
@@ -418,7 +418,11 @@ class EdgeStore:
             records, next_offset = self._engine(collection_name, shard.scroll, request)
         return (
             [
-                models.Record(id=_client_id(r.id), payload=r.payload, vector=r.vector if with_vectors else None)
+                models.Record(
+                    id=_client_id(r.id),
+                    payload=r.payload,
+                    vector=r.vector if with_vectors else None,
+                )
                 for r in records
             ],
             None if next_offset is None else _client_id(next_offset),
@@ -432,7 +436,7 @@ class EdgeStore:
         **kwargs: Any,
     ) -> models.CountResult:
         """Points in the collection, or those matching ``count_filter``."""
-        request = qe.CountRequest(exact=True, filter=edge_filter(count_filter))
+        request = qe.CountRequest(exact=True, filter=_maybe_filter(count_filter))
         with self._mutex:
             shard = self._shard(collection_name)
             n = self._engine(collection_name, shard.count, request)
@@ -583,9 +587,15 @@ _DATATYPES = {
 def _edge_hnsw(config: models.HnswConfigDiff | None) -> qe.HnswIndexConfig | None:
     if config is None:
         return None
-    values = {k: getattr(config, k) for k in _HNSW_DEFAULTS}
+
+    def value(key: str) -> int:
+        own = getattr(config, key)
+        return _HNSW_DEFAULTS[key] if own is None else int(own)
+
     return qe.HnswIndexConfig(
-        **{k: _HNSW_DEFAULTS[k] if v is None else v for k, v in values.items()}
+        m=value("m"),
+        ef_construct=value("ef_construct"),
+        full_scan_threshold=value("full_scan_threshold"),
     )
 
 
@@ -628,7 +638,7 @@ def _edge_query(request: models.QueryRequest) -> qe.QueryRequest:
         limit=request.limit or 10,
         query=_nearest(request.query, request.using),
         prefetches=[_edge_prefetch(p) for p in _as_list(request.prefetch)] or None,
-        filter=edge_filter(request.filter),
+        filter=_maybe_filter(request.filter),
         with_payload=bool(request.with_payload) if request.with_payload is not None else True,
         with_vector=bool(request.with_vector) if request.with_vector is not None else False,
         score_threshold=request.score_threshold,
@@ -640,7 +650,7 @@ def _edge_prefetch(prefetch: models.Prefetch) -> qe.Prefetch:
         limit=prefetch.limit or 10,
         query=_nearest(prefetch.query, prefetch.using),
         prefetches=[_edge_prefetch(p) for p in _as_list(prefetch.prefetch)] or None,
-        filter=edge_filter(prefetch.filter),
+        filter=_maybe_filter(prefetch.filter),
         score_threshold=prefetch.score_threshold,
     )
 
@@ -664,14 +674,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def edge_filter(flt: models.Filter | None) -> qe.Filter | None:
+def _maybe_filter(flt: models.Filter | None) -> qe.Filter | None:
+    return None if flt is None else edge_filter(flt)
+
+
+def edge_filter(flt: models.Filter) -> qe.Filter:
     """A ``qdrant_client`` filter as an Edge filter (the conditions our users write).
 
     Raises:
-        TypeError: a condition Edge has no counterpart for here (geo, nested datetimes, ...).
+        TypeError: a condition Edge has no counterpart for here (geo polygons, ...).
     """
-    if flt is None:
-        return None
     return qe.Filter(
         must=_conditions(flt.must),
         should=_conditions(flt.should),
@@ -732,9 +744,9 @@ def _match(match: Any) -> Any:
     if isinstance(match, models.MatchValue):
         return qe.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))
+        return qe.MatchAny(list(match.any))  # type: ignore[arg-type]
     if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
+        return qe.MatchExcept(list(match.except_))  # type: ignore[arg-type]
     if isinstance(match, models.MatchText):
         return qe.MatchText(match.text)
     if isinstance(match, models.MatchPhrase):

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -517,7 +518,7 @@ class MultiVectorWriter:
         single: bool,
     ) -> _Steps[list[list[models.ScoredPoint]]]:
         if single:
-            (query,) = queries  # type: ignore[misc]
+            (query,) = queries
             if not isinstance(query, str):
                 what = "None" if query is None else f"a {type(query).__name__}"
                 raise TypeError(f"query is {what}; expected str")
@@ -617,7 +618,7 @@ class MultiVectorWriter:
         if ids is not None:
             if isinstance(ids, (str, bytes)):
                 raise TypeError("ids must be a list of str or int, not a single str")
-            keys = []
+            keys: list[int | str | uuid.UUID] = []
             for i, key in enumerate(ids):
                 try:
                     keys.append(point_id(key))
@@ -627,7 +628,7 @@ class MultiVectorWriter:
                 return
             selector = models.PointIdsList(points=keys)
         else:
-            selector = models.FilterSelector(filter=_as_filter(query_filter))
+            selector = models.FilterSelector(filter=_as_filter(query_filter) or models.Filter())
         yield from self._ensure_collection(write=True, create=False)
         yield _Call(
             "delete",

@@ -296,7 +296,7 @@ def test_threads_sharing_one_writer_lose_nothing(tmp_path, tiny_dense):
         ) -> None:
             try:
                 w.add(part)
-            except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            except BaseException as error:
                 errors.append(error)
 
         threads = [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import lfm_core
 from lfm_qdrant import EdgeStore, text_point_id
 from lfm_retrieval import cli
