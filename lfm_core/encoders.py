@@ -39,6 +39,7 @@ from .loading import (
     resolve_checkpoint,
 )
 from .onednn import pack_linears_for_cpu
+from .pooling import pool_tokens
 from .quantization import quantize_linears_int8
 from .scoring import maxsim
 from .tokenization import TextTokenizer
@@ -250,6 +251,9 @@ class _Encoder:
                 len(texts),
                 what,
                 limit,
+                # A caller encoding batch after batch may add the first two numbers up and
+                # report once (the CLI does).
+                extra={"lfm_summable_args": 2},
             )
         return results  # type: ignore[return-value]
 
@@ -645,16 +649,24 @@ class LateInteractionEncoder(_Encoder):
         )
 
     def encode_documents(
-        self, texts: Iterable[str], *, show_progress: bool | None = None
+        self, texts: Iterable[str], *, show_progress: bool | None = None, pool_factor: int = 1
     ) -> list[np.ndarray]:
         """Encode documents: ``[D]`` after the first token; punctuation (skiplist) vectors dropped.
 
         Outer whitespace is stripped first, as PyLate does.
 
+        Args:
+            texts: the documents.
+            show_progress: show a progress bar (default: for long inputs).
+            pool_factor: merge similar token vectors to keep about ``1 / pool_factor`` of
+                them (hierarchical clustering, :func:`lfm_core.pooling.pool_tokens`; the
+                first vector is kept). ``1`` (the default) keeps every vector.
+
         Returns:
             One ``[n_tokens_i, dim]`` float32 array per document, each row L2-normalized.
             An empty string keeps the vectors of its special and prefix tokens.
         """
+        pool_factor = check_positive_int(pool_factor, "pool_factor")
         items = validate_texts(texts)
         limit = self.head.document_length - 1
 
@@ -663,7 +675,7 @@ class LateInteractionEncoder(_Encoder):
             ids = [[*seq[:1], self._document_prefix_id, *seq[1:]] for seq in tok.ids]
             return _Prepared(ids, None, tok.n_truncated)
 
-        return self._run(
+        vectors = self._run(
             items,
             prepare,
             self._project_kept,
@@ -671,6 +683,9 @@ class LateInteractionEncoder(_Encoder):
             limit=limit,
             what="documents",
         )
+        if pool_factor == 1:
+            return vectors
+        return [pool_tokens(v, pool_factor) for v in vectors]
 
     def _project(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.normalize(_apply_linear(hidden.float(), self._projection), dim=-1)

@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
+    _storage_options(index)
     index.set_defaults(handler=_index)
 
     search = commands.add_parser(
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_.add_argument(
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
+    _storage_options(eval_)
     eval_.set_defaults(handler=_eval)
 
     crosslingual = commands.add_parser(
@@ -232,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ColBERT storage (when the collection is created)")
+    group.add_argument(
+        "--pool-factor",
+        type=_positive_int,
+        default=1,
+        help="keep about 1/N of each document's ColBERT vectors (token pooling; default 1: all)",
+    )
+    group.add_argument(
+        "--colbert-datatype",
+        choices=("float32", "float16", "uint8"),
+        default="float32",
+        help="how ColBERT numbers are stored (default float32)",
+    )
+
+
 # ------------------------------------------------------------------------ commands
 
 
@@ -246,7 +264,7 @@ def _index(args: argparse.Namespace) -> int:
     total = count_documents(args.corpus)  # also the check that the corpus exists
     with _open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
-        writer = _writer(client, collection, dense, colbert, args.batch_size)
+        writer = _writer(client, collection, dense, colbert, args)
         done = 0
 
         def progress(n: int) -> None:
@@ -349,7 +367,7 @@ def _eval(args: argparse.Namespace) -> int:
             recorded = (None, None)
             collection = _eval_collection_name(folder, _model_names(args, recorded))
         dense, colbert = _load_models(args, recorded)
-        writer = _writer(client, collection, dense, colbert, args.batch_size)
+        writer = _writer(client, collection, dense, colbert, args)
         started = time.perf_counter()
         with tqdm(
             total=total, unit="doc", desc=f"indexing {collection}", disable=args.quiet or None
@@ -447,29 +465,45 @@ def _run_guarded(handler: Any, arg: Any) -> int:
     finally:
         for logger in loggers:
             logger.removeHandler(log_handler)
+        for line in once.totals():
+            print(f"WARNING: {line}", file=sys.stderr)
         if once.dropped:
             print(f"({once.dropped} more warning(s) like the above not shown)", file=sys.stderr)
 
 
 class _OncePerMessage(logging.Filter):
-    """Let each kind of warning through once per command; count the repeats.
+    """Let each kind of warning through once per command; add up the counting ones.
 
     Indexing encodes batch after batch, and the encoder warns per batch (e.g. about
-    truncated documents): one line tells the user, a hundred hide the progress bar.
+    truncated documents): one line tells the user, a hundred hide the progress bar. A
+    warning marked ``extra={"lfm_summable_args": k}`` is held back and reported once at
+    the end, its first ``k`` numbers added up over the run ("83 of 5183 documents ...").
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[tuple[str, object]] = set()
         self.dropped = 0
+        self._sums: dict[tuple[str, object, tuple[object, ...]], list[int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        summable = getattr(record, "lfm_summable_args", 0)
+        if summable and isinstance(record.args, tuple):
+            key3 = (record.name, record.msg, record.args[summable:])
+            counts = self._sums.setdefault(key3, [0] * summable)
+            for i in range(summable):
+                counts[i] += int(record.args[i])  # type: ignore[call-overload]
+            return False
         key = (record.name, record.msg)  # the format string, not the formatted numbers
         if key in self.seen:
             self.dropped += 1
             return False
         self.seen.add(key)
         return True
+
+    def totals(self) -> list[str]:
+        """One line per held-back counting warning, with its numbers added up."""
+        return [str(msg) % (*counts, *rest) for (_, msg, rest), counts in self._sums.items()]
 
 
 def _fail(message: str, code: int) -> int:
@@ -637,12 +671,20 @@ def _open_client(args: argparse.Namespace) -> _Client:
     return _Client(args)
 
 
-def _writer(client: Any, collection: str, dense: Any, colbert: Any, batch_size: int = 64) -> Any:
+def _writer(
+    client: Any, collection: str, dense: Any, colbert: Any, args: argparse.Namespace | None = None
+) -> Any:
+    """The writer of a command; ``args`` carries the write options of ``index`` and ``eval``."""
     from lfm_qdrant import MultiVectorWriter
 
-    return MultiVectorWriter(
-        client, collection, dense=dense, colbert=colbert, batch_size=batch_size
-    )
+    options = {}
+    if args is not None:
+        options = {
+            "batch_size": args.batch_size,
+            "pool_factor": args.pool_factor,
+            "colbert_datatype": args.colbert_datatype,
+        }
+    return MultiVectorWriter(client, collection, dense=dense, colbert=colbert, **options)
 
 
 def _build_index(client: Any, collection: str) -> str:

@@ -26,6 +26,7 @@ from qdrant_client import models
 from tqdm.auto import tqdm
 
 from lfm_core import CollectionError, InputError, validate_texts
+from lfm_core.validation import check_positive_int
 
 from .fingerprint import CollectionRecord
 from .layout import (
@@ -137,6 +138,8 @@ class MultiVectorWriter:
             collection is created; quantized copies stay in RAM.
         colbert_datatype: storage of the ColBERT numbers when the collection is created:
             ``"float32"``, ``"float16"`` (half the bytes) or ``"uint8"`` (a quarter).
+        pool_factor: store about ``1 / pool_factor`` of each document's ColBERT vectors
+            (token pooling, :func:`lfm_core.pooling.pool_tokens`); ``1`` keeps them all.
         batch_size: texts encoded and written per step, and the most points in one request.
             A crash loses at most one step's work; memory stays bounded by it.
         max_request_bytes: cap on the (estimated, REST-encoded) size of one upsert request;
@@ -180,6 +183,7 @@ class MultiVectorWriter:
         quantization: Quantization | None = None,
         on_disk: bool = False,
         colbert_datatype: ColbertDatatype = "float32",
+        pool_factor: int = 1,
         batch_size: int = 64,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_retries: int = 5,
@@ -212,6 +216,7 @@ class MultiVectorWriter:
             colbert_datatype=colbert_datatype,
         )
         self._record = CollectionRecord.of(self.dense, self.colbert)
+        self._pool_factor = check_positive_int(pool_factor, "pool_factor")
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
         self._retry = RetryPolicy(max_retries=max_retries, backoff_s=retry_backoff_s)
@@ -478,11 +483,10 @@ class MultiVectorWriter:
         dense = (
             None if self.dense is None else self.dense.encode_documents(texts, show_progress=False)
         )
-        colbert = (
-            None
-            if self.colbert is None
-            else self.colbert.encode_documents(texts, show_progress=False)
-        )
+        colbert = None
+        if self.colbert is not None:
+            pooled = {"pool_factor": self._pool_factor} if self._pool_factor > 1 else {}
+            colbert = self.colbert.encode_documents(texts, show_progress=False, **pooled)
         batch = _Batch(points=[], sizes=[])
         for j, key in enumerate(keys):
             vector: dict[str, Any] = {}
@@ -826,12 +830,14 @@ def _log_cuts(truncated: int, without_colbert: int, colbert_dim: int | None) -> 
             truncated,
             MAX_MULTIVECTOR_FLOATS,
             MAX_MULTIVECTOR_FLOATS // (colbert_dim or 1),
+            extra={"lfm_summable_args": 1},
         )
     if without_colbert:
         logger.warning(
             "%d document(s) got no ColBERT vectors (empty, or only skiplisted tokens); "
             "they are stored without a 'colbert' vector and a rerank cannot return them",
             without_colbert,
+            extra={"lfm_summable_args": 1},
         )
 
 

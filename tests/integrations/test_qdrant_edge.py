@@ -105,8 +105,9 @@ def test_counts_agree(both):
 
 
 def test_search_on_a_missing_collection_is_one_line(tmp_path, tiny_dense):
-    with EdgeStore(tmp_path / "s") as store, pytest.raises(
-        CollectionError, match=r"^collection 'nope' does not exist; write to it"
+    with (
+        EdgeStore(tmp_path / "s") as store,
+        pytest.raises(CollectionError, match=r"^collection 'nope' does not exist; write to it"),
     ):
         MultiVectorWriter(store, "nope", dense=tiny_dense).search("x")
 
