@@ -180,7 +180,7 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--local-queries", type=int, default=10)
-    parser.add_argument("--datatype", choices=["float32", "float16", "uint8"], default="float32")
+    parser.add_argument("--datatype", choices=["float32", "float16", "turbo8"], default="float32")
     parser.add_argument("--tokens", default="16,300", help="token vectors per document: LOW,HIGH")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -244,7 +244,7 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--colbert-datatype",
-        choices=("float32", "float16", "uint8"),
+        choices=("float32", "float16", "turbo8"),
         default="float32",
         help="how ColBERT numbers are stored (default float32)",
     )

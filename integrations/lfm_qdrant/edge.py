@@ -581,6 +581,8 @@ _DATATYPES = {
     models.Datatype.FLOAT32: qe.VectorStorageDatatype.Float32,
     models.Datatype.FLOAT16: qe.VectorStorageDatatype.Float16,
     models.Datatype.UINT8: qe.VectorStorageDatatype.Uint8,
+    models.Datatype.TURBO8: qe.VectorStorageDatatype.Turbo8,
+    models.Datatype.TURBO16: qe.VectorStorageDatatype.Turbo16,
 }
 
 

@@ -41,7 +41,7 @@ COLBERT = "colbert"
 """Name of the ColBERT multivector in the collection."""
 
 Quantization = Literal["scalar", "binary"]
-ColbertDatatype = Literal["float32", "float16", "uint8"]
+ColbertDatatype = Literal["float32", "float16", "turbo8"]
 
 # Qdrant's own rule for collection names (1 to 255 characters, none of these), plus the two
 # names that are folders of their own on disk.
@@ -91,8 +91,10 @@ class Layout:
         on_disk: keep original vectors and payload on disk (memory-mapped) when the
             collection is created; the quantized copies, if any, stay in RAM.
         colbert_datatype: how each ColBERT number is stored: ``"float32"`` (4 bytes, the
-            default), ``"float16"`` (2 bytes) or ``"uint8"`` (1 byte; Qdrant maps the
-            unit-length rows to 0..255).
+            default), ``"float16"`` (2 bytes) or ``"turbo8"`` (1 byte; Qdrant's
+            TurboQuant encoding, about 2e-3 error per number on unit rows). Qdrant's
+            ``uint8`` is not offered: it stores integers 0..255 as given, so unit-length
+            rows would become zeros.
     """
 
     dense_dim: int | None

@@ -137,7 +137,7 @@ class MultiVectorWriter:
         on_disk: keep original vectors and payload on disk (memory-mapped) when the
             collection is created; quantized copies stay in RAM.
         colbert_datatype: storage of the ColBERT numbers when the collection is created:
-            ``"float32"``, ``"float16"`` (half the bytes) or ``"uint8"`` (a quarter).
+            ``"float32"``, ``"float16"`` (half the bytes) or ``"turbo8"`` (a quarter).
         pool_factor: store about ``1 / pool_factor`` of each document's ColBERT vectors
             (token pooling, :func:`lfm_core.pooling.pool_tokens`); ``1`` keeps them all.
         batch_size: texts encoded and written per step, and the most points in one request.
@@ -198,9 +198,16 @@ class MultiVectorWriter:
             raise InputError(
                 f"quantization must be 'scalar', 'binary' or None, not {quantization!r}"
             )
-        if colbert_datatype not in ("float32", "float16", "uint8"):
+        if colbert_datatype == "uint8":
             raise InputError(
-                f"colbert_datatype must be 'float32', 'float16' or 'uint8', not {colbert_datatype!r}"
+                "colbert_datatype='uint8' would store each number cast to an integer 0..255 "
+                "(Qdrant's uint8 is for embeddings quantized beforehand): ColBERT's unit-length "
+                "rows would become zeros. Use 'turbo8' (1 byte a number) or 'float16'"
+            )
+        if colbert_datatype not in ("float32", "float16", "turbo8"):
+            raise InputError(
+                "colbert_datatype must be 'float32', 'float16' or 'turbo8', "
+                f"not {colbert_datatype!r}"
             )
         self.client = client
         self.collection_name = collection_name

@@ -48,7 +48,7 @@ def test_encoder_pool_factor_pools_each_document(tiny_colbert):
     assert pooled[0].shape[0] < full[0].shape[0]
 
 
-@pytest.mark.parametrize("datatype", ["float16", "uint8"])
+@pytest.mark.parametrize("datatype", ["float16", "turbo8"])
 @pytest.mark.parametrize("kind", ["edge", "local"])
 def test_smaller_colbert_storage_keeps_the_ranking_close(
     tmp_path, tiny_dense, tiny_colbert, kind, datatype
@@ -76,3 +76,24 @@ def test_smaller_colbert_storage_keeps_the_ranking_close(
         assert len(set(a) & set(b)) >= 3  # random tiny weights: a loose bound
     finally:
         client.close()
+
+
+def test_uint8_storage_is_refused_because_it_would_zero_unit_vectors(tmp_path, tiny_colbert):
+    with pytest.raises(InputError, match="would become zeros"):
+        MultiVectorWriter(
+            EdgeStore(tmp_path / "e"), "c", colbert=tiny_colbert, colbert_datatype="uint8"
+        )
+
+
+def test_turbo8_in_edge_keeps_maxsim_close_to_float32(tmp_path, tiny_colbert):
+    texts = [f"note {i} on {w}" for i, w in enumerate(["shipping", "refunds", "cats", "tea"] * 3)]
+    with EdgeStore(tmp_path / "e") as store:
+        exact = MultiVectorWriter(store, "f32", colbert=tiny_colbert)
+        small = MultiVectorWriter(store, "t8", colbert=tiny_colbert, colbert_datatype="turbo8")
+        exact.add(texts)
+        small.add(texts)
+        a = {h.id: h.score for h in exact.search("refunds", limit=12)}
+        b = {h.id: h.score for h in small.search("refunds", limit=12)}
+    assert a.keys() == b.keys()
+    # 32 query vectors x a max of dot products with 2e-3 error per number: well under 0.5.
+    assert max(abs(a[k] - b[k]) for k in a) < 0.5

@@ -237,3 +237,27 @@ def test_the_default_store_is_under_xdg_cache_home(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert cli.main(["index", str(corpus), "--collection", "c", *dense_only, "--quiet"]) == 0
     assert (tmp_path / "cache" / "lfm-retrieval" / "qdrant" / "lfm-store.json").is_file()
+
+
+def test_truncation_is_reported_once_with_the_total(tmp_path, capsys, tiny_dense_dir):
+    long_docs = [{"id": f"l{i}", "text": "word " * 800} for i in range(7)]
+    corpus = tmp_path / "long.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in long_docs), encoding="utf-8")
+    argv = ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "s"), "--quiet",
+            "--embedding-model", str(tiny_dense_dir), "--colbert-model", "none", "--device", "cpu",
+            "--batch-size", "2"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "truncated" in line]
+    assert warnings == [
+        "WARNING: 7 of 7 documents were longer than 512 tokens and were truncated to fit the model"
+    ]
+    assert "more warning(s)" not in err
+
+
+def test_no_loading_bar_from_transformers(tmp_path, capsys, corpus, minilm_dir):
+    argv = ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "s"), "--quiet",
+            "--embedding-model", str(minilm_dir), "--colbert-model", "none", "--device", "cpu"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert "Loading weights" not in err and "%|" not in err
