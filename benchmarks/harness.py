@@ -119,7 +119,7 @@ class Workload:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="lfm-retrieval bench",
+        prog="python -m benchmarks.harness",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -199,7 +199,10 @@ def _check_shapes_before_loading(folder: Path) -> None:
         with torch.device("meta"):
             model = AutoModel.from_config(config, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot read config.json in {folder}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot load the model in {folder} with transformers' AutoModel "
+            f"(lfm-retrieval never runs a repository's own code): {exc}"
+        ) from exc
     header: dict[str, tuple[tuple[int, ...], str]] = {}
     try:
         for file in files:

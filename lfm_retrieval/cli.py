@@ -1,4 +1,4 @@
-"""The ``lfm-retrieval`` command: index, search, evaluate, benchmark.
+"""The ``lfm-retrieval`` command: index, search, evaluate.
 
 ::
 
@@ -6,7 +6,6 @@
     lfm-retrieval search "QUERY" --collection NAME [--limit K] [--mode dense|colbert|hybrid]
     lfm-retrieval eval BEIR_FOLDER
     lfm-retrieval crosslingual NTREX_FOLDER [--lines N]
-    lfm-retrieval bench [HARNESS OPTIONS]
 
 Models: ``--embedding-model`` and ``--colbert-model`` take a hub id or a local folder;
 ``none`` leaves one out. Vectors go to an embedded Qdrant under ``--path`` (default
@@ -42,8 +41,6 @@ EXIT_INTERRUPTED = 130
 _SNIPPET_CHARS = 160
 # Loggers whose warnings the command shows (as "WARNING: message" on stderr).
 _LOGGERS = ("lfm_core", "lfm_qdrant", "lfm_retrieval")
-# The repository root when running from a source checkout (benchmarks/ lives there).
-_SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class CommandError(Exception):
@@ -71,9 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         interrupted.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:
-        # Everything after `bench` belongs to the harness, --help included.
-        return _run_guarded(_bench, argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -226,11 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     crosslingual.add_argument("--quiet", action="store_true", help="no progress bar")
     crosslingual.set_defaults(handler=_crosslingual)
 
-    commands.add_parser(
-        "bench",
-        help="run the benchmark harness (benchmarks/harness.py); options go to the harness",
-        add_help=False,
-    )
     return parser
 
 
@@ -430,12 +419,6 @@ def _crosslingual(args: argparse.Namespace) -> int:
     )
     print(result.format_table())
     return 0
-
-
-def _bench(argv: list[str]) -> int:
-    harness = _import_harness()
-    code = harness.main(argv)
-    return int(code or 0)
 
 
 # ------------------------------------------------------------------------- helpers
@@ -720,24 +703,6 @@ def _snippet(text: str, title: str | None) -> str:
     if title and text.startswith(title):
         text = f"{title} — {text[len(title) :].lstrip()}"  # the stored text is "title text"
     return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 1].rstrip() + "…"
-
-
-def _import_harness() -> Any:
-    """``benchmarks.harness``, from the installed packages or the source checkout."""
-    try:
-        return importlib.import_module("benchmarks.harness")
-    except ModuleNotFoundError as error:
-        if error.name not in ("benchmarks", "benchmarks.harness"):
-            raise
-    root = _SOURCE_ROOT
-    if not (root / "benchmarks" / "harness.py").is_file():
-        raise CommandError(
-            "the benchmark harness is not available: benchmarks/harness.py ships with the "
-            "source checkout, not the wheel; run `lfm-retrieval bench` from a clone of the repository",
-            EXIT_USAGE,
-        )
-    sys.path.append(str(root))
-    return importlib.import_module("benchmarks.harness")
 
 
 def _positive_int(value: str) -> int:

@@ -211,13 +211,17 @@ def test_max_seq_length_beyond_the_position_table_is_capped(minilm_dir, tmp_path
 # ----------------------------------------------------------------------------- fork
 
 
-def _encode_in_child(encoder: Any) -> tuple[int, ...]:
-    return encoder.encode_documents(["a child process encodes this text " * 20] * 16).shape
+_FORKED: dict[str, Any] = {}  # what a forked child inherits (an encoder cannot be pickled)
+
+
+def _encode_in_child(_: int) -> tuple[int, ...]:
+    return _FORKED["encoder"].encode_documents(["a child encodes this text " * 20] * 16).shape
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the fork start method is Linux's default")
 def test_an_encoder_used_before_fork_still_works_in_a_fork_pool(tiny_dense):
     tiny_dense.encode_documents(["warm the thread pool " * 40] * 32)
+    _FORKED["encoder"] = tiny_dense
     with multiprocessing.get_context("fork").Pool(2) as pool:
-        shapes = pool.map_async(_encode_in_child, [tiny_dense, tiny_dense]).get(timeout=120)
+        shapes = pool.map_async(_encode_in_child, [0, 1]).get(timeout=120)
     assert shapes == [(16, tiny_dense.dim)] * 2
