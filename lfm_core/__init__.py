@@ -6,23 +6,28 @@ Usage::
 """
 
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig, Lfm2Config
-from .encoders import DenseEncoder, LateInteractionEncoder
+from .encoders import DEFAULT_TOP_N, DenseEncoder, Encoder, LateInteractionEncoder
 from .errors import CheckpointError, CollectionError, InputError, LFMError
+from .resolve import LoadOptions, resolve_encoder
 from .scoring import maxsim
 from .validation import validate_text, validate_texts
 
 __all__ = [
+    "DEFAULT_TOP_N",
     "BatchingConfig",
     "CheckpointError",
     "ColBERTHeadConfig",
     "CollectionError",
     "DenseEncoder",
     "DenseHeadConfig",
+    "Encoder",
     "InputError",
     "LFMError",
     "LateInteractionEncoder",
     "Lfm2Config",
+    "LoadOptions",
     "maxsim",
+    "resolve_encoder",
     "validate_text",
     "validate_texts",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from .scoring import maxsim
 from .tokenization import TextTokenizer
 from .validation import check_positive_int, validate_text, validate_texts
 
-__all__ = ["DenseEncoder", "LateInteractionEncoder"]
+__all__ = ["DEFAULT_TOP_N", "DenseEncoder", "Encoder", "LateInteractionEncoder"]
 
 logger = logging.getLogger("lfm_core")
 
@@ -54,6 +54,9 @@ Out = TypeVar("Out")
 
 # The process that imported lfm_core; an encoder running in another one was inherited by fork.
 _IMPORT_PID = os.getpid()
+
+DEFAULT_TOP_N = 5
+"""How many documents the rerankers of every adapter keep by default."""
 
 # Texts tokenized per chunk: big enough to sort well by length, small enough that the
 # next chunk's tokenization overlaps the current chunk's forward passes.
@@ -81,6 +84,38 @@ def resolve_dtype(dtype: DTypeName | torch.dtype, device: torch.device) -> torch
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; supported: auto, {', '.join(table)}")
     return table[dtype]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What both encoders, every adapter and the Qdrant writer agree on.
+
+    ``DenseEncoder`` returns one ``[n, dim]`` array and scores by dot product;
+    ``LateInteractionEncoder`` returns one ``[n_tokens_i, dim]`` array per text and scores
+    by MaxSim. ``rerank`` ranks texts for a query the same way for both.
+    """
+
+    model_name: str
+    device: torch.device
+    dim: int
+
+    def encode_queries(self, texts: Iterable[str], *, show_progress: bool | None = None) -> Any:
+        """Vectors of search queries, with the checkpoint's query prompt or prefix."""
+        ...
+
+    def encode_documents(self, texts: Iterable[str], *, show_progress: bool | None = None) -> Any:
+        """Vectors of documents, with the checkpoint's document prompt or prefix."""
+        ...
+
+    def score(self, query_vectors: np.ndarray, document_vectors: Any) -> np.ndarray:
+        """``[n_documents]`` float32 scores of one encoded query against encoded documents."""
+        ...
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None
+    ) -> list[tuple[int, float]]:
+        """``(index into documents, score)``, best first."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -257,6 +292,51 @@ class _Encoder:
             )
         return results  # type: ignore[return-value]
 
+    # Each encoder encodes and scores in its own space; rerank below is shared.
+    def encode_queries(self, texts: Iterable[str], *, show_progress: bool | None = None) -> Any:
+        raise NotImplementedError
+
+    def encode_documents(self, texts: Iterable[str], *, show_progress: bool | None = None) -> Any:
+        raise NotImplementedError
+
+    def score(self, query_vectors: np.ndarray, document_vectors: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None
+    ) -> list[tuple[int, float]]:
+        """Rank ``documents`` for ``query`` with no index (dense: dot product; ColBERT: MaxSim).
+
+        Args:
+            query: the query text.
+            documents: candidate texts.
+            top_k: keep the best ``top_k`` (default: all); numpy integers are accepted.
+
+        Returns:
+            ``(index into documents, score)`` pairs, best first; ties keep input order.
+            Blank documents (empty or whitespace only) are not encoded: they come after
+            every other document, with score ``0.0``, in input order, so a cut to ``top_k``
+            drops them first.
+
+        Raises:
+            TypeError: ``query`` or a document is not a ``str``, or ``top_k`` not an int.
+            InputError: ``top_k`` is negative.
+        """
+        validate_text(query)
+        docs = validate_texts(documents, "documents")
+        if top_k is not None:
+            top_k = check_positive_int(top_k, "top_k", minimum=0)
+        with_text = [i for i, doc in enumerate(docs) if doc.strip()]
+        ranked: list[tuple[int, float]] = []
+        if with_text:
+            scores = self.score(
+                self.encode_queries([query])[0], self.encode_documents([docs[i] for i in with_text])
+            )
+            order = np.argsort(-scores, kind="stable")
+            ranked = [(with_text[j], float(scores[j])) for j in order]
+        ranked += [(i, 0.0) for i, doc in enumerate(docs) if not doc.strip()]
+        return ranked[: len(ranked) if top_k is None else top_k]
+
     def _forward(
         self,
         idx: list[int],
@@ -274,6 +354,15 @@ class _Encoder:
                 key_mask = torch.tensor(flat, dtype=torch.bool).to(self.device)
             hidden = self._forward_module(ids, cu, key_mask)
             return head(hidden, lengths, seqs)
+
+
+def _as_matrix(value: object, name: str, *, ndim: int, dim: int) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, not {type(value).__name__}")
+    if value.ndim != ndim or value.shape[-1] != dim:
+        shape = "[dim]" if ndim == 1 else "[n, dim]"
+        raise TypeError(f"{name} has shape {value.shape}; expected {shape} with dim {dim}")
+    return value.astype(np.float32, copy=False)
 
 
 def _guard_fork() -> None:
@@ -464,6 +553,23 @@ class DenseEncoder(_Encoder):
             what=what,
         )
         return np.stack(rows).astype(np.float32, copy=False)
+
+    def score(self, query_vectors: np.ndarray, document_vectors: np.ndarray) -> np.ndarray:
+        """Dot product of one query vector with each document vector (cosine when normalized).
+
+        Args:
+            query_vectors: ``[dim]`` float32, a row of :meth:`encode_queries`.
+            document_vectors: ``[n, dim]`` float32, from :meth:`encode_documents`.
+
+        Returns:
+            ``[n]`` float32 scores.
+
+        Raises:
+            TypeError: an argument is not a numpy array of the right shape.
+        """
+        query = _as_matrix(query_vectors, "query_vectors", ndim=1, dim=self.dim)
+        documents = _as_matrix(document_vectors, "document_vectors", ndim=2, dim=self.dim)
+        return (documents @ query).astype(np.float32, copy=False)
 
     def _pool(
         self, hidden: torch.Tensor, lengths: list[int], seqs: list[list[int]]
@@ -719,28 +825,3 @@ class LateInteractionEncoder(_Encoder):
             ``[len(document_vectors)]`` float32 scores.
         """
         return maxsim(query_vectors, document_vectors, device=self.device)
-
-    def rerank(
-        self, query: str, documents: Sequence[str], top_k: int | None = None
-    ) -> list[tuple[int, float]]:
-        """Rank ``documents`` for ``query`` by MaxSim, with no index.
-
-        Args:
-            query: the query text.
-            documents: candidate texts.
-            top_k: keep the best ``top_k`` (default: all).
-
-        Returns:
-            ``(index into documents, score)`` pairs, best first; ties keep input order.
-        """
-        validate_text(query)
-        docs = validate_texts(documents, "documents")
-        if top_k is not None:
-            top_k = check_positive_int(top_k, "top_k", minimum=0)
-        if not docs:
-            return []
-        scores = self.score(self.encode_queries([query])[0], self.encode_documents(docs))
-        order = np.argsort(-scores, kind="stable")
-        return [
-            (int(i), float(scores[i])) for i in order[: top_k if top_k is not None else len(docs)]
-        ]

@@ -574,7 +574,13 @@ def _load_models(
     colbert: bool = True,
 ) -> tuple[Any, Any]:
     """Load the models asked for (skipping ``none``); at least one must be left."""
-    from lfm_core import CheckpointError, DenseEncoder, LateInteractionEncoder
+    from lfm_core import (
+        CheckpointError,
+        DenseEncoder,
+        LateInteractionEncoder,
+        LoadOptions,
+        resolve_encoder,
+    )
 
     dense_name, colbert_name = _model_names(args, recorded)
     if dense_name is None and colbert_name is None:
@@ -591,7 +597,8 @@ def _load_models(
             loaded.append(None)
             continue
         try:
-            loaded.append(cls.from_pretrained(name, device=args.device))
+            options = LoadOptions(device=args.device)
+            loaded.append(resolve_encoder(cls, name, options=options, owner=flag))
         except CheckpointError as error:
             source = (
                 "recorded by the collection" if stored == name and flag_absent(args, flag) else flag

@@ -1,14 +1,12 @@
-"""Checks shared by the adapters that load a model or take an already loaded one."""
+"""The loading fields the LangChain adapters share, as one :class:`lfm_core.LoadOptions`."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
-from pydantic import BaseModel
-
-# Fields that only mean something when the adapter loads the model itself.
-_LOADING_OPTIONS = ("device", "batch_size", "max_tokens_per_batch")
+from lfm_core import LoadOptions
 
 
 def coerce_model_name(value: Any) -> Any:
@@ -16,35 +14,21 @@ def coerce_model_name(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-def check_loading_options(
-    adapter: BaseModel, encoder: Any, expected: type[Any], adapter_name: str
-) -> None:
-    """Reject an ``encoder=`` of the wrong kind, or one combined with loading options.
-
-    Args:
-        adapter: The adapter being built; its explicitly set fields are inspected.
-        encoder: What the caller passed as ``encoder=``.
-        expected: The lfm_core encoder class the adapter needs.
-        adapter_name: The adapter's class name, for messages.
-
-    Raises:
-        TypeError: ``encoder`` is not an instance of ``expected``.
-        ValueError: ``model_name`` or a loading option was given as well.
-    """
-    if not isinstance(encoder, expected):
-        raise TypeError(
-            f"{adapter_name}: encoder is {type(encoder).__name__}; "
-            f"expected lfm_core.{expected.__name__}"
+def load_options(adapter: Any, owner: str) -> LoadOptions:
+    """``model_kwargs`` plus the adapter's own loading fields (which win)."""
+    max_batch_size = adapter.max_batch_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = adapter.batch_size
+    if old is not None:
+        warnings.warn(
+            f"{owner}: batch_size is deprecated; it is max_batch_size (texts per forward pass)",
+            DeprecationWarning,
+            stacklevel=4,
         )
-    if "model_name" in adapter.model_fields_set:
-        raise ValueError(
-            f"{adapter_name}: pass model_name= or encoder=, not both "
-            f"(encoder already holds {encoder.model_name!r})"
-        )
-    given = [name for name in _LOADING_OPTIONS if getattr(adapter, name) is not None]
-    if given:
-        raise ValueError(
-            f"{adapter_name}: {', '.join(given)} cannot be combined with encoder= (they are "
-            f"used only when loading model_name=); pass them to "
-            f"{expected.__name__}.from_pretrained(...)"
-        )
+        max_batch_size = max_batch_size or old
+    return LoadOptions.from_kwargs(adapter.model_kwargs, owner).replace(
+        device=adapter.device,
+        max_batch_size=max_batch_size,
+        max_tokens_per_batch=adapter.max_tokens_per_batch,
+    )

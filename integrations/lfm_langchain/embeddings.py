@@ -8,9 +8,9 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from lfm_core import DenseEncoder, validate_text, validate_texts
+from lfm_core import DenseEncoder, InputError, resolve_encoder, validate_text, validate_texts
 
-from ._loading import check_loading_options, coerce_model_name
+from ._loading import coerce_model_name, load_options
 
 DEFAULT_MODEL_NAME = "LiquidAI/LFM2.5-Embedding-350M"
 
@@ -36,22 +36,26 @@ class LFMEmbeddings(BaseModel, Embeddings):
 
     Args:
         encoder: An already loaded :class:`~lfm_core.DenseEncoder` to use instead of
-            loading ``model_name``. Loading options (``device``, ``batch_size``,
-            ``max_tokens_per_batch``, ``normalize``) belong to that encoder; they cannot
-            be passed here (``normalize`` may repeat the encoder's own setting).
+            loading ``model_name``. Loading options (``max_batch_size``,
+            ``max_tokens_per_batch``, ``model_kwargs``, ``normalize=False``) belong to that
+            encoder and cannot be passed here; a ``model_name`` or ``device`` must match it.
         model_name: Hugging Face hub id or local folder of the checkpoint.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; None lets the core pick
             (cuda, then mps, then cpu).
-        batch_size: At most this many texts per forward pass; None: the core's default.
+        max_batch_size: At most this many texts per forward pass; None: the core's default.
+        batch_size: Deprecated name of ``max_batch_size``.
         max_tokens_per_batch: Token budget of one forward pass (texts are grouped by
             length under it); None: the core's default.
+        model_kwargs: Other loading options, as :class:`lfm_core.LoadOptions` fields
+            (``dtype``, ``quantize``, ``revision``, ``cache_dir``, ...), as
+            langchain-huggingface's ``model_kwargs``.
         show_progress: Show a progress bar while embedding documents.
         normalize: L2-normalize the vectors (default). False returns the model's
             pooled vectors as they are, even when the checkpoint has a Normalize module.
 
     Raises:
-        ValueError: ``model_name`` and ``encoder`` both given, or loading options given
-            with ``encoder``.
+        InputError: (a ``ValueError``) a ``model_name`` or ``device`` that contradicts
+            ``encoder``, or loading options given with it.
         TypeError: ``encoder`` is not a :class:`~lfm_core.DenseEncoder`.
     """
 
@@ -61,10 +65,14 @@ class LFMEmbeddings(BaseModel, Embeddings):
     """Hugging Face hub id or local folder of the checkpoint."""
     device: str | None = None
     """Device to load the model on; None lets the core pick."""
-    batch_size: int | None = Field(default=None, gt=0)
+    max_batch_size: int | None = Field(default=None, gt=0)
     """At most this many texts per forward pass; None: the core's default."""
+    batch_size: int | None = Field(default=None, gt=0, deprecated="use max_batch_size")
+    """Deprecated name of ``max_batch_size``."""
     max_tokens_per_batch: int | None = Field(default=None, gt=0)
     """Token budget of one forward pass; None: the core's default."""
+    model_kwargs: dict[str, Any] | None = None
+    """Other loading options (:class:`lfm_core.LoadOptions` fields)."""
     show_progress: bool = False
     """Show a progress bar in :meth:`embed_documents`."""
     normalize: bool = True
@@ -86,22 +94,23 @@ class LFMEmbeddings(BaseModel, Embeddings):
         return coerce_model_name(value)
 
     def _resolve_encoder(self, encoder: DenseEncoder | None) -> DenseEncoder:
-        if encoder is None:
-            return DenseEncoder.from_pretrained(
-                self.model_name,
-                device=self.device or "auto",
-                max_batch_size=self.batch_size,
-                max_tokens_per_batch=self.max_tokens_per_batch,
-                normalize=self.normalize,
-            )
-        check_loading_options(self, encoder, DenseEncoder, "LFMEmbeddings")
-        if "normalize" in self.model_fields_set and self.normalize != encoder.head.normalize:
-            raise ValueError(
-                f"LFMEmbeddings: normalize={self.normalize} contradicts the encoder, built "
-                f"with normalize={encoder.head.normalize}; pass normalize= to "
-                "DenseEncoder.from_pretrained(...)"
-            )
-        return encoder
+        options = load_options(self, "LFMEmbeddings").replace(normalize=self.normalize)
+        if encoder is not None and "normalize" in self.model_fields_set:
+            if self.normalize != encoder.head.normalize:
+                raise InputError(
+                    f"LFMEmbeddings: normalize={self.normalize} contradicts the encoder, built "
+                    f"with normalize={encoder.head.normalize}; pass normalize= to "
+                    "DenseEncoder.from_pretrained(...)"
+                )
+            options = options.replace(normalize=True)  # the encoder's own setting holds
+        return resolve_encoder(
+            DenseEncoder,
+            encoder,
+            model_name=self.model_name if "model_name" in self.model_fields_set else None,
+            options=options,
+            default_model=DEFAULT_MODEL_NAME,
+            owner="LFMEmbeddings",
+        )
 
     @property
     def encoder(self) -> DenseEncoder:

@@ -10,9 +10,9 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from lfm_core import LateInteractionEncoder, validate_text
+from lfm_core import DEFAULT_TOP_N, LateInteractionEncoder, resolve_encoder, validate_text
 
-from ._loading import check_loading_options, coerce_model_name
+from ._loading import coerce_model_name, load_options
 
 DEFAULT_MODEL_NAME = "LiquidAI/LFM2.5-ColBERT-350M"
 SCORE_KEY = "relevance_score"
@@ -45,16 +45,19 @@ class LFMColBERTReranker(BaseDocumentCompressor):
             instead of loading ``model_name``.
         model_name: Hugging Face hub id or local folder of a ColBERT checkpoint.
         device: ``"cuda"``, ``"mps"``, ``"cpu"``...; None lets the core pick.
-        batch_size: At most this many texts per forward pass; None: the core's default.
+        max_batch_size: At most this many texts per forward pass; None: the core's default.
+        batch_size: Deprecated name of ``max_batch_size``.
         max_tokens_per_batch: Token budget of one forward pass; None: the core's default.
-        top_n: Keep the ``top_n`` best documents; None keeps them all.
+        model_kwargs: Other loading options (:class:`lfm_core.LoadOptions` fields).
+        top_n: Keep the ``top_n`` best documents (default 5, as the LlamaIndex reranker);
+            None keeps them all. Blank documents are ranked last with score 0.0.
         score_threshold: Drop documents scoring below this. MaxSim scores are sums of
             cosine similarities over the query's token vectors (32 for LFM2.5-ColBERT),
             so they lie in ``[-32, 32]`` there, not in ``[0, 1]``.
 
     Raises:
-        ValueError: Both or neither of ``model_name`` and ``encoder`` given, or loading
-            options given with ``encoder``.
+        InputError: (a ``ValueError``) a ``model_name`` or ``device`` that contradicts
+            ``encoder``, or loading options given with it.
         TypeError: ``encoder`` is not a :class:`~lfm_core.LateInteractionEncoder`.
     """
 
@@ -64,11 +67,15 @@ class LFMColBERTReranker(BaseDocumentCompressor):
     """Hugging Face hub id or local folder of the ColBERT checkpoint."""
     device: str | None = None
     """Device to load the model on; None lets the core pick."""
-    batch_size: int | None = Field(default=None, gt=0)
+    max_batch_size: int | None = Field(default=None, gt=0)
     """At most this many texts per forward pass; None: the core's default."""
+    batch_size: int | None = Field(default=None, gt=0, deprecated="use max_batch_size")
+    """Deprecated name of ``max_batch_size``."""
     max_tokens_per_batch: int | None = Field(default=None, gt=0)
     """Token budget of one forward pass; None: the core's default."""
-    top_n: int | None = Field(default=3, gt=0)
+    model_kwargs: dict[str, Any] | None = None
+    """Other loading options (:class:`lfm_core.LoadOptions` fields)."""
+    top_n: int | None = Field(default=DEFAULT_TOP_N, gt=0)
     """Number of documents to return, best first; None returns all."""
     score_threshold: float | None = None
     """Drop documents whose MaxSim score is below this; None keeps all."""
@@ -77,15 +84,14 @@ class LFMColBERTReranker(BaseDocumentCompressor):
 
     def __init__(self, *, encoder: LateInteractionEncoder | None = None, **data: Any) -> None:
         super().__init__(**data)
-        if encoder is None:
-            encoder = LateInteractionEncoder.from_pretrained(
-                self.model_name,
-                device=self.device or "auto",
-                max_batch_size=self.batch_size,
-                max_tokens_per_batch=self.max_tokens_per_batch,
-            )
-        else:
-            check_loading_options(self, encoder, LateInteractionEncoder, "LFMColBERTReranker")
+        encoder = resolve_encoder(
+            LateInteractionEncoder,
+            encoder,
+            model_name=self.model_name if "model_name" in self.model_fields_set else None,
+            options=load_options(self, "LFMColBERTReranker"),
+            default_model=DEFAULT_MODEL_NAME,
+            owner="LFMColBERTReranker",
+        )
         self._encoder = encoder
         # Show the model really in use (repr, model_dump) when the encoder was given.
         self.model_name = encoder.model_name

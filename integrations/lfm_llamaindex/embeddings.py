@@ -9,8 +9,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 
-from lfm_core import DenseEncoder, validate_text, validate_texts
-from lfm_llamaindex._loading import resolve_encoder
+from lfm_core import DenseEncoder, LoadOptions, resolve_encoder, validate_text, validate_texts
 
 DEFAULT_DENSE_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
 
@@ -42,6 +41,9 @@ class LFMEmbedding(BaseEmbedding):
             loading; with ``encoder`` it must match the encoder's device.
         embed_batch_size: Texts per call into the core (LlamaIndex's chunking); the core
             splits each call further by its token budget.
+        model_kwargs: Loading options of :class:`lfm_core.LoadOptions` (``dtype``,
+            ``max_tokens_per_batch``, ``max_batch_size``, ``quantize``, ``revision``, ...),
+            as ``HuggingFaceEmbedding`` takes them. Not with ``encoder``.
         **kwargs: Other ``BaseEmbedding`` fields (``callback_manager``, ``num_workers``,
             ``embeddings_cache``). Unknown names raise a validation error.
     """
@@ -67,15 +69,17 @@ class LFMEmbedding(BaseEmbedding):
         encoder: DenseEncoder | None = None,
         device: str | None = None,
         embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        options = LoadOptions.from_kwargs(model_kwargs, type(self).__name__).replace(device=device)
         loaded = resolve_encoder(
             DenseEncoder,
-            owner=type(self).__name__,
-            encoder=encoder,
+            encoder,
             model_name=model_name,
-            device=device,
+            options=options,
             default_model=DEFAULT_DENSE_MODEL,
+            owner=type(self).__name__,
         )
         super().__init__(
             model_name=loaded.model_name,

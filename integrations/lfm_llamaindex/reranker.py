@@ -12,8 +12,14 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from lfm_core import InputError, LateInteractionEncoder, validate_text
-from lfm_llamaindex._loading import resolve_encoder
+from lfm_core import (
+    DEFAULT_TOP_N,
+    InputError,
+    LateInteractionEncoder,
+    LoadOptions,
+    resolve_encoder,
+    validate_text,
+)
 
 DEFAULT_COLBERT_MODEL = "LiquidAI/LFM2.5-ColBERT-350M"
 
@@ -51,6 +57,7 @@ class LFMColBERTRerank(BaseNodePostprocessor):
             default) is what LlamaIndex's own rerankers read.
         keep_retrieval_score: Copy each node's incoming score into the returned node's
             metadata as ``retrieval_score`` (on a copy of the node; the original is untouched).
+        model_kwargs: Loading options of :class:`lfm_core.LoadOptions`; not with ``encoder``.
         **kwargs: Other ``BaseNodePostprocessor`` fields (``callback_manager``).
     """
 
@@ -59,7 +66,7 @@ class LFMColBERTRerank(BaseNodePostprocessor):
     model_name: str = Field(description="Name or path of the ColBERT checkpoint.")
     device: str = Field(description="Device the encoder runs on, e.g. 'cpu' or 'cuda:0'.")
     top_n: int | None = Field(
-        default=5, ge=1, description="Nodes to return, best first; None keeps them all."
+        default=DEFAULT_TOP_N, ge=1, description="Nodes to return, best first; None keeps them all."
     )
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED, description="Metadata included in the text that is scored."
@@ -76,18 +83,20 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         *,
         encoder: LateInteractionEncoder | None = None,
         device: str | None = None,
-        top_n: int | None = 5,
+        top_n: int | None = DEFAULT_TOP_N,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         keep_retrieval_score: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        options = LoadOptions.from_kwargs(model_kwargs, type(self).__name__).replace(device=device)
         loaded = resolve_encoder(
             LateInteractionEncoder,
-            owner=type(self).__name__,
-            encoder=encoder,
+            encoder,
             model_name=model_name,
-            device=device,
+            options=options,
             default_model=DEFAULT_COLBERT_MODEL,
+            owner=type(self).__name__,
         )
         super().__init__(
             model_name=loaded.model_name,
@@ -145,18 +154,9 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         return reranked
 
     def _rank(self, query: str, nodes: list[NodeWithScore]) -> list[tuple[int, float]]:
-        """``(index into nodes, score)`` for all nodes, best first; empty ones last at 0.0."""
+        """``(index into nodes, score)`` for all nodes, best first (``encoder.rerank``'s rules)."""
         texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
-        with_text = [i for i, text in enumerate(texts) if text.strip()]
-        without_text = [i for i, text in enumerate(texts) if not text.strip()]
-        scores: list[float] = []
-        if with_text:
-            query_vectors = self._encoder.encode_queries([query])[0]
-            document_vectors = self._encoder.encode_documents([texts[i] for i in with_text])
-            scores = self._encoder.score(query_vectors, document_vectors).tolist()
-        # sorted() is stable: ties keep the retriever's order.
-        ranked = sorted(zip(with_text, scores), key=lambda pair: -pair[1])
-        return ranked + [(i, 0.0) for i in without_text]
+        return self._encoder.rerank(query, texts)
 
     def _rescored(self, original: NodeWithScore, score: float) -> NodeWithScore:
         node = original.node

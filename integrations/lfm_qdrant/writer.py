@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import threading
 import time
 import uuid
@@ -25,7 +24,15 @@ import pydantic
 from qdrant_client import models
 from tqdm.auto import tqdm
 
-from lfm_core import CollectionError, InputError, validate_texts
+from lfm_core import (
+    CollectionError,
+    DenseEncoder,
+    InputError,
+    LateInteractionEncoder,
+    LoadOptions,
+    resolve_encoder,
+    validate_texts,
+)
 from lfm_core.validation import check_positive_int
 
 from .fingerprint import CollectionRecord
@@ -806,27 +813,17 @@ def _as_filter(query_filter: Any) -> models.Filter | None:
 
 
 def _load_encoder(value: Any, kind: str, device: str) -> Any:
-    """An encoder object from what the caller passed as ``dense=`` or ``colbert=``."""
+    """An encoder from what the caller passed as ``dense=`` or ``colbert=`` (or ``None``)."""
     if value is None:
         return None
-    from lfm_core import DenseEncoder, LateInteractionEncoder
-
-    cls, other = (
-        (DenseEncoder, LateInteractionEncoder)
-        if kind == "dense"
-        else (LateInteractionEncoder, DenseEncoder)
-    )
-    if isinstance(value, (str, os.PathLike)):
-        return cls.from_pretrained(value, device=device)
-    if isinstance(value, other):
-        raise TypeError(f"{kind}= got a {type(value).__name__}; pass it as the other argument")
-    missing = [a for a in ("dim", "encode_queries", "encode_documents") if not hasattr(value, a)]
-    if missing:
-        raise TypeError(
-            f"{kind} must be a {cls.__name__}, a model name or folder, or None; "
-            f"got {type(value).__name__} (no {', '.join(missing)})"
+    options = LoadOptions(device=device)
+    if kind == "dense":
+        return resolve_encoder(
+            DenseEncoder, value, options=options, owner="MultiVectorWriter dense="
         )
-    return value
+    return resolve_encoder(
+        LateInteractionEncoder, value, options=options, owner="MultiVectorWriter colbert="
+    )
 
 
 def _log_cuts(truncated: int, without_colbert: int, colbert_dim: int | None) -> None:

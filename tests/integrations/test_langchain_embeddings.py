@@ -160,10 +160,15 @@ def test_model_name_forwards_loading_options(
 
     monkeypatch.setattr(DenseEncoder, "from_pretrained", spy)
     embeddings = LFMEmbeddings(
-        model_name=tiny_dense_dir, device="cpu", batch_size=2, max_tokens_per_batch=64
+        model_name=tiny_dense_dir,
+        device="cpu",
+        max_batch_size=2,
+        max_tokens_per_batch=64,
+        model_kwargs={"dtype": "float32", "revision": "main"},
     )
 
-    assert seen == [
+    keys = ("name_or_path", "device", "max_batch_size", "max_tokens_per_batch", "normalize")
+    assert [{k: call[k] for k in keys} for call in seen] == [
         {
             "name_or_path": str(tiny_dense_dir),
             "device": "cpu",
@@ -172,6 +177,7 @@ def test_model_name_forwards_loading_options(
             "normalize": True,
         }
     ]
+    assert (seen[0]["dtype"], seen[0]["revision"]) == ("float32", "main")
     # Small batches change how texts are grouped, never their vectors.
     np.testing.assert_allclose(
         embeddings.embed_documents(TEXTS * 2), tiny_dense.encode_documents(TEXTS * 2), atol=1e-5
@@ -191,8 +197,11 @@ def test_adapters_share_one_encoder(tiny_dense: DenseEncoder) -> None:
     ("kwargs", "match"),
     [
         ({"model_name": "other"}, "model_name= or encoder=, not both"),
-        ({"device": "cpu"}, "device cannot be combined with encoder="),
-        ({"batch_size": 4, "max_tokens_per_batch": 64}, "batch_size, max_tokens_per_batch"),
+        ({"device": "cuda"}, "device='cuda' does not match the encoder passed in"),
+        (
+            {"max_batch_size": 4, "max_tokens_per_batch": 64},
+            "max_tokens_per_batch, max_batch_size cannot be combined with a loaded encoder",
+        ),
         ({"normalize": False}, "normalize=False contradicts the encoder"),
         ({"batch_size": 0}, "greater than 0"),
         ({"prompt": "query: "}, "Extra inputs are not permitted"),
@@ -264,3 +273,14 @@ async def test_async_query_equals_sync_query(tiny_dense: DenseEncoder) -> None:
     embeddings = LFMEmbeddings(encoder=tiny_dense)
 
     assert await embeddings.aembed_query(TEXTS[2]) == embeddings.embed_query(TEXTS[2])
+
+
+def test_batch_size_is_a_deprecated_name_of_max_batch_size(tiny_dense_dir: Path) -> None:
+    with pytest.warns(DeprecationWarning, match="max_batch_size"):
+        embeddings = LFMEmbeddings(model_name=tiny_dense_dir, device="cpu", batch_size=3)
+    assert embeddings.encoder.batching.max_batch_size == 3
+
+
+def test_unknown_model_kwargs_are_named(tiny_dense_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown model_kwargs \['trust_remote_code'\]"):
+        LFMEmbeddings(model_name=tiny_dense_dir, model_kwargs={"trust_remote_code": True})

@@ -67,10 +67,11 @@ def test_order_and_scores_are_the_cores_maxsim_ranking(
     assert [score for _, score in got] == sorted((score for _, score in got), reverse=True)
 
 
-def test_top_n_defaults_to_three(
+def test_top_n_defaults_to_the_shared_default_of_five(
     tiny_colbert: LateInteractionEncoder, documents: list[Document]
 ) -> None:
-    assert len(LFMColBERTReranker(encoder=tiny_colbert).compress_documents(documents, QUERY)) == 3
+    more = documents * 2  # 10 candidates
+    assert len(LFMColBERTReranker(encoder=tiny_colbert).compress_documents(more, QUERY)) == 5
 
 
 def test_score_threshold_drops_documents_below_it(
@@ -139,10 +140,11 @@ def test_model_name_forwards_loading_options(
 
     monkeypatch.setattr(LateInteractionEncoder, "from_pretrained", spy)
     reranker = LFMColBERTReranker(
-        model_name=tiny_colbert_dir, device="cpu", batch_size=2, max_tokens_per_batch=256
+        model_name=tiny_colbert_dir, device="cpu", max_batch_size=2, max_tokens_per_batch=256
     )
 
-    assert seen == [
+    keys = ("name_or_path", "device", "max_batch_size", "max_tokens_per_batch")
+    assert [{k: call[k] for k in keys} for call in seen] == [
         {
             "name_or_path": str(tiny_colbert_dir),
             "device": "cpu",
@@ -157,7 +159,7 @@ def test_model_name_forwards_loading_options(
     ("kwargs", "match"),
     [
         ({"model_name": "other"}, "model_name= or encoder=, not both"),
-        ({"device": "cpu"}, "device cannot be combined with encoder="),
+        ({"device": "cuda"}, "device='cuda' does not match the encoder passed in"),
         ({"top_n": 0}, "greater than 0"),
         ({"k": 3}, "Extra inputs are not permitted"),
     ],

@@ -746,7 +746,7 @@ def test_writer_exposes_its_parts(memory_client, dense):
     ("kwargs", "error", "match"),
     [
         ({}, TypeError, "needs dense=, colbert= or both"),
-        ({"dense": 3}, TypeError, "dense must be a DenseEncoder"),
+        ({"dense": 3}, TypeError, "dense=: encoder is int; expected lfm_core.DenseEncoder"),
         ({"dense": "unused", "batch_size": 0}, InputError, "batch_size must be an int >= 1"),
         ({"dense": "unused", "quantization": "pq"}, InputError, "quantization must be"),
     ],
@@ -757,5 +757,5 @@ def test_constructor_refuses_bad_arguments(memory_client, kwargs, error, match):
 
 
 def test_an_encoder_passed_as_the_other_kind_is_refused(memory_client, tiny_dense):
-    with pytest.raises(TypeError, match="pass it as the other argument"):
+    with pytest.raises(TypeError, match="belongs to the other argument"):
         MultiVectorWriter(memory_client, "c", colbert=tiny_dense)
