@@ -10,7 +10,7 @@ from .encoders import DEFAULT_TOP_N, DenseEncoder, Encoder, LateInteractionEncod
 from .errors import CheckpointError, CollectionError, InputError, LFMError
 from .resolve import LoadOptions, resolve_encoder
 from .scoring import maxsim
-from .validation import validate_text, validate_texts
+from .validation import check_positive_int, validate_text, validate_texts
 
 __all__ = [
     "DEFAULT_TOP_N",
@@ -26,6 +26,7 @@ __all__ = [
     "LateInteractionEncoder",
     "Lfm2Config",
     "LoadOptions",
+    "check_positive_int",
     "maxsim",
     "resolve_encoder",
     "validate_text",

@@ -479,9 +479,7 @@ class DenseEncoder(_Encoder):
             model_name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
         )
         head = read_dense_head(loaded.folder, loaded.modules, loaded.max_length)
-        head = DenseHeadConfig(
-            head.pooling, head.max_length, head.query_prompt, head.document_prompt, normalize
-        )
+        head = dataclasses.replace(head, normalize=normalize)
         linears = [
             read_linear(m.folder, allow_pickle=allow_pickle)
             for m in loaded.modules

@@ -60,7 +60,6 @@ class ModuleSpec:
 
     kind: ModuleKind
     folder: Path
-    type_name: str
 
 
 def resolve_checkpoint(
@@ -217,7 +216,7 @@ def read_modules(folder: Path) -> list[ModuleSpec]:
     """The pipeline in ``modules.json``; a plain transformers folder counts as one module."""
     raw = read_json(folder, "modules.json", required=False)
     if raw is None:
-        return [ModuleSpec("transformer", folder.resolve(), "transformers")]
+        return [ModuleSpec("transformer", folder.resolve())]
     if not isinstance(raw, list):
         raise CheckpointError(f"modules.json in {folder} must be a list")
     specs = []
@@ -235,9 +234,7 @@ def read_modules(folder: Path) -> list[ModuleSpec]:
                 f"unknown module type {type_name!r} at modules.json[{i}] in {folder}; "
                 f"supported: {', '.join(sorted(_MODULE_CLASSES))} from sentence-transformers or PyLate"
             )
-        specs.append(
-            ModuleSpec(kind, inside(folder, str(entry.get("path", "")), "modules.json"), type_name)
-        )
+        specs.append(ModuleSpec(kind, inside(folder, str(entry.get("path", "")), "modules.json")))
     if not specs or specs[0].kind != "transformer":
         raise CheckpointError(f"modules.json in {folder} must start with a Transformer module")
     return specs

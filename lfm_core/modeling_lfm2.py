@@ -35,7 +35,6 @@ from .errors import InputError
 __all__ = [
     "Lfm2Model",
     "PackedBatch",
-    "position_ids_from_cu_seqlens",
     "sequence_ids_from_cu_seqlens",
 ]
 
@@ -62,26 +61,6 @@ def sequence_ids_from_cu_seqlens(cu_seqlens: Tensor, n_tokens: int) -> Tensor:
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     seq_ids = torch.arange(lengths.shape[0], device=cu_seqlens.device)
     return torch.repeat_interleave(seq_ids, lengths, output_size=n_tokens)
-
-
-def position_ids_from_cu_seqlens(cu_seqlens: Tensor, n_tokens: int | None = None) -> Tensor:
-    """Each packed token's position inside its own sequence (restarting at 0).
-
-    Args:
-        cu_seqlens: ``[n_seqs + 1]`` integer boundaries, ``cu_seqlens[0] == 0``.
-        n_tokens: ``cu_seqlens[-1]`` if known (saves a device sync).
-
-    Returns:
-        ``[n_tokens]`` int64 on ``cu_seqlens.device``.
-
-    >>> position_ids_from_cu_seqlens(torch.tensor([0, 3, 5, 6]))
-    tensor([0, 1, 2, 0, 1, 0])
-    """
-    if n_tokens is None:
-        n_tokens = int(cu_seqlens[-1])
-    seq_ids = sequence_ids_from_cu_seqlens(cu_seqlens, n_tokens)
-    starts = cu_seqlens.long()[seq_ids]
-    return torch.arange(n_tokens, device=cu_seqlens.device) - starts
 
 
 def _checked_bounds(cu_seqlens: Tensor, n_tokens: int) -> list[int]:

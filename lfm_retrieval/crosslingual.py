@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lfm_core import check_positive_int
 from lfm_retrieval.corpus import CorpusError
 
 NTREX_FILES: dict[str, str] = {
@@ -60,10 +61,10 @@ def read_ntrex(
 
     Raises:
         CorpusError: a language is unknown, a file is missing, or files differ in length.
-        ValueError: ``limit`` is not a positive int.
+        TypeError, InputError: ``limit`` is not a positive int.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if limit is not None:
+        limit = check_positive_int(limit, "limit")
     unknown = [code for code in languages if code not in NTREX_FILES]
     if unknown:
         raise CorpusError(f"unknown NTREX language(s) {unknown}; supported: {', '.join(LANGUAGES)}")
@@ -166,9 +167,7 @@ def evaluate_crosslingual(
 
 
 def _score_matrix(encoder: Any, queries: Any, documents: Any) -> np.ndarray:
-    """``[n_queries, n_documents]`` scores: dot product for dense, the encoder's MaxSim otherwise."""
-    if isinstance(queries, np.ndarray):
-        return queries @ documents.T
+    """``[n_queries, n_documents]`` scores by the encoder's own ``score`` (dot or MaxSim)."""
     return np.stack([np.asarray(encoder.score(query, documents)) for query in queries])
 
 

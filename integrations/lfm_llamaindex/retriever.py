@@ -10,7 +10,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from lfm_core import CollectionError, InputError, validate_text
+from lfm_core import CollectionError, InputError, check_positive_int, validate_text
 
 if TYPE_CHECKING:
     from qdrant_client.models import Filter, ScoredPoint
@@ -78,8 +78,8 @@ class LFMColBERTRetriever(BaseRetriever):
             raise TypeError(
                 f"writer must be an lfm_qdrant.MultiVectorWriter, not {type(writer).__name__}"
             )
-        _check_count("similarity_top_k", similarity_top_k)
-        _check_count("prefetch_limit", prefetch_limit)
+        check_positive_int(similarity_top_k, "similarity_top_k")
+        check_positive_int(prefetch_limit, "prefetch_limit")
         if prefetch_limit < similarity_top_k:
             raise InputError(
                 f"prefetch_limit={prefetch_limit} is below similarity_top_k={similarity_top_k}; "
@@ -138,13 +138,6 @@ class LFMColBERTRetriever(BaseRetriever):
             node = TextNode(id_=str(point.id), text=text, metadata=payload)
             nodes.append(NodeWithScore(node=node, score=float(point.score)))
         return nodes
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise InputError(f"{name} must be >= 1, got {value}")
 
 
 def _query_str(query_bundle: QueryBundle) -> str:

@@ -263,6 +263,13 @@ class EdgeStore:
             name: models.VectorParams.model_validate(params)
             for name, params in record["vectors"].items()
         }
+        config: dict[str, Any] = {
+            "params": models.CollectionParams(
+                vectors=vectors, on_disk_payload=record.get("on_disk_payload")
+            ),
+            "hnsw_config": models.HnswConfig(**_HNSW_DEFAULTS),
+            "metadata": record.get("metadata") or None,
+        }
         return models.CollectionInfo(
             status=models.CollectionStatus.GREEN,
             optimizer_status=models.OptimizersStatusOneOf.OK,
@@ -270,14 +277,8 @@ class EdgeStore:
             indexed_vectors_count=info.indexed_vectors_count,
             segments_count=info.segments_count,
             payload_schema={},
-            config=models.CollectionConfig.model_construct(
-                params=models.CollectionParams(
-                    vectors=vectors, on_disk_payload=record.get("on_disk_payload")
-                ),
-                hnsw_config=None,
-                optimizer_config=None,
-                metadata=record.get("metadata") or None,
-            ),
+            # Built without validation: Edge has no server optimizer config to report.
+            config=models.CollectionConfig.model_construct(**config),
         )
 
     def update_collection(

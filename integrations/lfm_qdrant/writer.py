@@ -198,9 +198,8 @@ class MultiVectorWriter:
         show_progress: bool | None = None,
     ) -> None:
         validate_collection_name(collection_name)
-        for name, value in (("batch_size", batch_size), ("max_request_bytes", max_request_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be an int >= 1, got {value!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        max_request_bytes = check_positive_int(max_request_bytes, "max_request_bytes")
         if quantization not in (None, "scalar", "binary"):
             raise InputError(
                 f"quantization must be 'scalar', 'binary' or None, not {quantization!r}"
@@ -543,9 +542,8 @@ class MultiVectorWriter:
             items = [query]
         else:
             items = validate_texts(queries, "queries")
-        for name, value in (("limit", limit), ("prefetch_limit", prefetch_limit)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be an int >= 1, got {value!r}")
+        limit = check_positive_int(limit, "limit")
+        prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
         mode = self._resolve_mode(mode)
         if mode == "hybrid" and prefetch_limit < limit:
             raise InputError(

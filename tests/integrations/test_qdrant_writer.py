@@ -584,7 +584,7 @@ def test_search_of_a_missing_collection_raises(memory_client, dense):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"limit": 0}, "limit must be an int >= 1"),
+        ({"limit": 0}, "limit must be >= 1, got 0"),
         ({"limit": 20, "prefetch_limit": 10}, "smaller than limit"),
     ],
 )
@@ -747,7 +747,7 @@ def test_writer_exposes_its_parts(memory_client, dense):
     [
         ({}, TypeError, "needs dense=, colbert= or both"),
         ({"dense": 3}, TypeError, "dense=: encoder is int; expected lfm_core.DenseEncoder"),
-        ({"dense": "unused", "batch_size": 0}, InputError, "batch_size must be an int >= 1"),
+        ({"dense": "unused", "batch_size": 0}, InputError, "batch_size must be >= 1, got 0"),
         ({"dense": "unused", "quantization": "pq"}, InputError, "quantization must be"),
     ],
 )
