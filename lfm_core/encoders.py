@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from typing_extensions import Required, TypedDict, Unpack
 
 from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
 from .batching import plan_batches, prefetch, split_on_oom
@@ -194,6 +195,19 @@ def _capped(length: int, limit: int | None, key: str, model: object) -> int:
         limit,
     )
     return limit
+
+
+class _Settings(TypedDict, total=False):
+    """What every encoder takes besides its model and head (see ``_Encoder.__init__``)."""
+
+    model_name: Required[str]
+    device: str | torch.device
+    dtype: DTypeName | torch.dtype
+    batching: BatchingConfig | None
+    quantize: Literal["int8"] | None
+    compile: bool
+    revision: str | None
+    checkpoint_digest: str | None
 
 
 class _Encoder:
@@ -417,9 +431,9 @@ class DenseEncoder(_Encoder):
         tokenizer: TextTokenizer,
         head: DenseHeadConfig,
         linears: Sequence[LinearSpec] = (),
-        **kwargs: object,
+        **settings: Unpack[_Settings],
     ) -> None:
-        super().__init__(backbone, tokenizer, **kwargs)  # type: ignore[arg-type]
+        super().__init__(backbone, tokenizer, **settings)
         self.head = head
         self._linears = [
             LinearSpec(
@@ -608,9 +622,9 @@ class LateInteractionEncoder(_Encoder):
         tokenizer: TextTokenizer,
         head: ColBERTHeadConfig,
         projection: LinearSpec,
-        **kwargs: object,
+        **settings: Unpack[_Settings],
     ) -> None:
-        super().__init__(backbone, tokenizer, **kwargs)  # type: ignore[arg-type]
+        super().__init__(backbone, tokenizer, **settings)
         self.head = head
         self.dim = head.dim
         if projection.weight.shape[1] != backbone.hidden_size:

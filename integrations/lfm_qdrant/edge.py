@@ -26,6 +26,7 @@ Edge (``qdrant-edge-py``) raises plain ``Exception`` for engine errors; they are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,8 @@ class EdgeStore:
         self._lock_file: Any = None
         self._closed = False
         self._open_folder()
+        # A store the caller forgets to close is still flushed when the interpreter exits.
+        weakref.finalize(self, _flush_all, self._shards)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -550,6 +554,12 @@ class EdgeStore:
 
 
 # ----------------------------------------------------------------- conversions
+
+
+def _flush_all(shards: dict[str, qe.EdgeShard]) -> None:
+    for shard in shards.values():
+        with contextlib.suppress(Exception):  # at exit: nothing left to report to
+            shard.flush()
 
 
 def _edge_config(record: Mapping[str, Any]) -> qe.EdgeConfig:

@@ -36,6 +36,9 @@ class _LineEncoder:
     def encode_documents(self, texts, *, show_progress=None):
         return self._vectors(texts, list(range(self.n)))
 
+    def score(self, query_vectors, document_vectors):  # the dense contract: a dot product
+        return document_vectors @ query_vectors
+
 
 class _ConstantEncoder:
     model_name = "constant"
@@ -44,6 +47,9 @@ class _ConstantEncoder:
         return np.ones((len(texts), 4), dtype=np.float32) / 2
 
     encode_documents = encode_queries
+
+    def score(self, query_vectors, document_vectors):
+        return document_vectors @ query_vectors
 
 
 def _sentences(n: int, languages=("en", "de", "ja")) -> dict[str, list[str]]:
