@@ -17,6 +17,22 @@ from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point
 from .upload import DEFAULT_MAX_REQUEST_BYTES, MAX_MULTIVECTOR_FLOATS
 from .writer import MultiVectorWriter, SearchMode
 
+
+def __getattr__(name: str) -> object:
+    # 0.1's name for the namespace of key-derived ids; texts now have a namespace of their own.
+    if name == "ID_NAMESPACE":
+        import warnings
+
+        warnings.warn(
+            "lfm_qdrant.ID_NAMESPACE is deprecated: it is KEY_NAMESPACE (ids from string keys); "
+            "ids from texts use TEXT_NAMESPACE",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return KEY_NAMESPACE
+    raise AttributeError(f"module 'lfm_qdrant' has no attribute {name!r}")
+
+
 __all__ = [
     "COLBERT",
     "DEFAULT_MAX_REQUEST_BYTES",

@@ -319,3 +319,10 @@ def test_point_id_rules():
     assert point_id(canonical.upper()) != canonical
     with pytest.raises(InputError, match="cannot be encoded"):
         text_point_id("x\ud800")
+
+
+def test_the_old_namespace_name_still_works_with_a_warning():
+    import lfm_qdrant
+
+    with pytest.warns(DeprecationWarning, match="KEY_NAMESPACE"):
+        assert lfm_qdrant.ID_NAMESPACE == lfm_qdrant.KEY_NAMESPACE
