@@ -296,7 +296,8 @@ def _search(args: argparse.Namespace) -> int:
     collection = _collection_name(args.collection)
     with _open_client(args) as client:
         vectors = collection_vectors(client, collection)
-        names = _model_names(args, _recorded_models(client, collection))
+        recorded = _recorded_models(client, collection)
+        names = _model_names(args, recorded)
         mode = args.mode or default_mode(
             vectors, dense=names[0] is not None, colbert=names[1] is not None
         )
@@ -310,7 +311,7 @@ def _search(args: argparse.Namespace) -> int:
                 )
         dense, colbert = _load_models(
             args,
-            _recorded_models(client, collection),
+            recorded,
             dense=mode in ("dense", "hybrid"),
             colbert=mode in ("colbert", "hybrid"),
         )
