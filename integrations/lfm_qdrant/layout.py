@@ -95,6 +95,8 @@ class Layout:
             TurboQuant encoding, about 2e-3 error per number on unit rows). Qdrant's
             ``uint8`` is not offered: it stores integers 0..255 as given, so unit-length
             rows would become zeros.
+        shard_number, replication_factor, write_consistency_factor: a cluster's settings for
+            a new collection (``None``: the server's defaults). An embedded store ignores them.
     """
 
     dense_dim: int | None
@@ -102,6 +104,9 @@ class Layout:
     quantization: Quantization | None = None
     on_disk: bool = False
     colbert_datatype: ColbertDatatype = "float32"
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
 
     def vector_names(self) -> list[str]:
         """The named vectors of this layout, in a fixed order."""
@@ -154,6 +159,9 @@ class Layout:
         }
         if metadata is not None:
             kwargs["metadata"] = dict(metadata)
+        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
         return kwargs
 
 

@@ -147,6 +147,11 @@ class MultiVectorWriter:
             ``"float32"``, ``"float16"`` (half the bytes) or ``"turbo8"`` (a quarter).
         pool_factor: store about ``1 / pool_factor`` of each document's ColBERT vectors
             (token pooling, :func:`lfm_core.pooling.pool_tokens`); ``1`` keeps them all.
+        shard_number: shards of a new collection on a Qdrant cluster (``None``: the
+            server's default). Like the next two, applied only when the writer creates the
+            collection, and ignored by an embedded store (one shard on one machine).
+        replication_factor: copies of each shard on a cluster.
+        write_consistency_factor: replicas that must acknowledge a write.
         batch_size: texts encoded and written per step, and the most points in one request.
             A crash loses at most one step's work; memory stays bounded by it.
         max_request_bytes: cap on the (estimated, REST-encoded) size of one upsert request;
@@ -191,6 +196,9 @@ class MultiVectorWriter:
         on_disk: bool = False,
         colbert_datatype: ColbertDatatype = "float32",
         pool_factor: int = 1,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
         batch_size: int = 64,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_retries: int = 5,
@@ -221,12 +229,21 @@ class MultiVectorWriter:
         self.colbert = _load_encoder(colbert, "colbert", device)
         if self.dense is None and self.colbert is None:
             raise TypeError("MultiVectorWriter needs dense=, colbert= or both; got neither")
+        cluster = {
+            name: None if value is None else check_positive_int(value, name)
+            for name, value in (
+                ("shard_number", shard_number),
+                ("replication_factor", replication_factor),
+                ("write_consistency_factor", write_consistency_factor),
+            )
+        }
         self._layout = Layout(
             dense_dim=None if self.dense is None else int(self.dense.dim),
             colbert_dim=None if self.colbert is None else int(self.colbert.dim),
             quantization=quantization,
             on_disk=on_disk,
             colbert_datatype=colbert_datatype,
+            **cluster,
         )
         self._record = CollectionRecord.of(self.dense, self.colbert)
         self._pool_factor = check_positive_int(pool_factor, "pool_factor")

@@ -759,3 +759,59 @@ def test_constructor_refuses_bad_arguments(memory_client, kwargs, error, match):
 def test_an_encoder_passed_as_the_other_kind_is_refused(memory_client, tiny_dense):
     with pytest.raises(TypeError, match="belongs to the other argument"):
         MultiVectorWriter(memory_client, "c", colbert=tiny_dense)
+
+
+# ---------------------------------------------------------------------- cluster settings
+
+
+@pytest.mark.parametrize("kind", ["edge", "memory", "path"])
+def test_cluster_settings_reach_create_collection_and_embedded_stores_ignore_them(
+    kind, tmp_path, dense
+):
+    calls: list[dict[str, Any]] = []
+    inner = make_client(kind, tmp_path)
+
+    class Recording(Proxy):
+        def create_collection(self, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return inner.create_collection(**kwargs)
+
+    writer = MultiVectorWriter(
+        Recording(inner),
+        "c",
+        dense=dense,
+        shard_number=3,
+        replication_factor=2,
+        write_consistency_factor=2,
+    )
+    writer.add(DOCS[:3])
+    assert {
+        k: calls[0][k] for k in ("shard_number", "replication_factor", "write_consistency_factor")
+    } == {
+        "shard_number": 3,
+        "replication_factor": 2,
+        "write_consistency_factor": 2,
+    }
+    assert writer.count() == 3
+    inner.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL"
+)
+def test_a_server_creates_the_collection_with_the_cluster_settings(collection, dense):
+    qdrant = make_client("url", Path("."))
+    try:
+        MultiVectorWriter(
+            qdrant, collection, dense=dense, shard_number=2, replication_factor=1
+        ).add(DOCS[:2])
+        params = qdrant.get_collection(collection).config.params
+        assert (params.shard_number, params.replication_factor) == (2, 1)
+    finally:
+        qdrant.delete_collection(collection)
+        qdrant.close()
+
+
+def test_cluster_settings_are_checked(memory_client, dense):
+    with pytest.raises(InputError, match="shard_number must be >= 1"):
+        MultiVectorWriter(memory_client, "c", dense=dense, shard_number=0)
