@@ -6,10 +6,17 @@ Usage::
 """
 
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig, Lfm2Config
-from .encoders import DEFAULT_TOP_N, DenseEncoder, Encoder, LateInteractionEncoder
+from .encoders import (
+    DEFAULT_TOP_N,
+    DenseEncoder,
+    Encoder,
+    InputType,
+    LateInteractionEncoder,
+    TokenCounts,
+)
 from .errors import CheckpointError, CollectionError, InputError, LFMError
 from .resolve import LoadOptions, resolve_encoder
-from .scoring import maxsim
+from .scoring import maxsim, rank_scores
 from .validation import check_positive_int, validate_text, validate_texts
 
 __all__ = [
@@ -22,12 +29,15 @@ __all__ = [
     "DenseHeadConfig",
     "Encoder",
     "InputError",
+    "InputType",
     "LFMError",
     "LateInteractionEncoder",
     "Lfm2Config",
     "LoadOptions",
+    "TokenCounts",
     "check_positive_int",
     "maxsim",
+    "rank_scores",
     "resolve_encoder",
     "validate_text",
     "validate_texts",

@@ -27,7 +27,7 @@ from typing_extensions import Required, TypedDict, Unpack
 from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
 from .batching import plan_batches, prefetch, split_on_oom
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 from .loading import (
     LinearSpec,
     ModuleSpec,
@@ -42,15 +42,23 @@ from .loading import (
 from .onednn import pack_linears_for_cpu
 from .pooling import pool_tokens
 from .quantization import quantize_linears_int8
-from .scoring import maxsim
+from .scoring import maxsim, rank_scores
 from .tokenization import TextTokenizer
 from .validation import check_positive_int, validate_text, validate_texts
 
-__all__ = ["DEFAULT_TOP_N", "DenseEncoder", "Encoder", "LateInteractionEncoder"]
+__all__ = [
+    "DEFAULT_TOP_N",
+    "DenseEncoder",
+    "Encoder",
+    "InputType",
+    "LateInteractionEncoder",
+    "TokenCounts",
+]
 
 logger = logging.getLogger("lfm_core")
 
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+InputType = Literal["query", "document"]
 Out = TypeVar("Out")
 
 # The process that imported lfm_core; an encoder running in another one was inherited by fork.
@@ -126,6 +134,21 @@ class _Prepared:
     ids: list[list[int]]
     key_masks: list[list[bool]] | None
     n_truncated: int
+    truncated_rows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """What :meth:`~DenseEncoder.count_tokens` reports of a list of texts.
+
+    Attributes:
+        tokens: per text, the tokens the model runs on (prompt, prefix, special and, for
+            ColBERT queries, expansion tokens included).
+        truncated: indices of the texts cut to the model's length limit, in order.
+    """
+
+    tokens: list[int]
+    truncated: list[int]
 
 
 @dataclass(frozen=True)
@@ -316,6 +339,30 @@ class _Encoder:
     def score(self, query_vectors: np.ndarray, document_vectors: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def _preparer(self, input_type: InputType) -> Callable[[list[str]], _Prepared]:
+        raise NotImplementedError
+
+    def count_tokens(self, texts: Iterable[str], *, input_type: InputType) -> TokenCounts:
+        """Tokenize ``texts`` as :meth:`encode_queries` or :meth:`encode_documents` would.
+
+        For accounting (the HTTP service's ``usage``): no forward pass is run.
+
+        Args:
+            texts: the texts.
+            input_type: ``"query"`` or ``"document"``: which prompt or prefix applies.
+
+        Raises:
+            TypeError: ``texts`` is a bare string or an item is not a ``str``.
+            InputError: ``input_type`` is neither ``"query"`` nor ``"document"``.
+        """
+        if input_type not in ("query", "document"):
+            raise InputError(f"input_type must be 'query' or 'document', not {input_type!r}")
+        items = validate_texts(texts)
+        if not items:
+            return TokenCounts([], [])
+        prep = self._preparer(input_type)(items)
+        return TokenCounts([len(ids) for ids in prep.ids], list(prep.truncated_rows))
+
     def rerank(
         self, query: str, documents: Sequence[str], top_k: int | None = None
     ) -> list[tuple[int, float]]:
@@ -341,15 +388,12 @@ class _Encoder:
         if top_k is not None:
             top_k = check_positive_int(top_k, "top_k", minimum=0)
         with_text = [i for i, doc in enumerate(docs) if doc.strip()]
-        ranked: list[tuple[int, float]] = []
+        scores = np.zeros(0, dtype=np.float32)
         if with_text:
             scores = self.score(
                 self.encode_queries([query])[0], self.encode_documents([docs[i] for i in with_text])
             )
-            order = np.argsort(-scores, kind="stable")
-            ranked = [(with_text[j], float(scores[j])) for j in order]
-        ranked += [(i, 0.0) for i, doc in enumerate(docs) if not doc.strip()]
-        return ranked[: len(ranked) if top_k is None else top_k]
+        return rank_scores(scores, with_text, len(docs), top_k)
 
     def _forward(
         self,
@@ -537,32 +581,36 @@ class DenseEncoder(_Encoder):
         Raises:
             TypeError: ``texts`` is a bare string or an item is not a ``str``.
         """
-        return self._encode(texts, self.head.query_prompt, show_progress, "queries")
+        return self._encode(texts, "query", show_progress)
 
     def encode_documents(
         self, texts: Iterable[str], *, show_progress: bool | None = None
     ) -> np.ndarray:
         """Encode documents with the checkpoint's document prompt; same contract as queries."""
-        return self._encode(texts, self.head.document_prompt, show_progress, "documents")
+        return self._encode(texts, "document", show_progress)
+
+    def _preparer(self, input_type: InputType) -> Callable[[list[str]], _Prepared]:
+        prompt = self.head.query_prompt if input_type == "query" else self.head.document_prompt
+
+        def prepare(chunk: list[str]) -> _Prepared:
+            tok = self.tokenizer.encode([prompt + t for t in chunk], self.head.max_length)
+            return _Prepared(tok.ids, None, tok.n_truncated, tok.truncated_rows)
+
+        return prepare
 
     def _encode(
-        self, texts: Iterable[str], prompt: str, show_progress: bool | None, what: str
+        self, texts: Iterable[str], input_type: InputType, show_progress: bool | None
     ) -> np.ndarray:
         items = validate_texts(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-
-        def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode([prompt + t for t in chunk], self.head.max_length)
-            return _Prepared(tok.ids, None, tok.n_truncated)
-
         rows = self._run(
             items,
-            prepare,
+            self._preparer(input_type),
             self._pool,
             show_progress=show_progress,
             limit=self.head.max_length,
-            what=what,
+            what="queries" if input_type == "query" else "documents",
         )
         return np.stack(rows).astype(np.float32, copy=False)
 
@@ -745,26 +793,33 @@ class LateInteractionEncoder(_Encoder):
             One ``[query_length, dim]`` float32 array per query, each row L2-normalized.
         """
         items = validate_texts(texts)
-        limit = self.head.query_length - 1  # room for the prefix token
-
-        def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode(_strip_all(chunk), limit)
-            ids, masks = [], []
-            for seq in tok.ids:
-                real = len(seq) + 1
-                pad = limit - len(seq) if self.head.do_query_expansion else 0
-                ids.append([*seq[:1], self._query_prefix_id, *seq[1:], *[self._expansion_id] * pad])
-                masks.append([True] * real + [self.head.attend_to_expansion_tokens] * pad)
-            return _Prepared(ids, masks, tok.n_truncated)
-
         return self._run(
             items,
-            prepare,
+            self._prepare_queries,
             self._project_all,
             show_progress=show_progress,
-            limit=limit,
+            limit=self.head.query_length - 1,
             what="queries",
         )
+
+    def _preparer(self, input_type: InputType) -> Callable[[list[str]], _Prepared]:
+        return self._prepare_queries if input_type == "query" else self._prepare_documents
+
+    def _prepare_queries(self, chunk: list[str]) -> _Prepared:
+        limit = self.head.query_length - 1  # room for the prefix token
+        tok = self.tokenizer.encode(_strip_all(chunk), limit)
+        ids, masks = [], []
+        for seq in tok.ids:
+            real = len(seq) + 1
+            pad = limit - len(seq) if self.head.do_query_expansion else 0
+            ids.append([*seq[:1], self._query_prefix_id, *seq[1:], *[self._expansion_id] * pad])
+            masks.append([True] * real + [self.head.attend_to_expansion_tokens] * pad)
+        return _Prepared(ids, masks, tok.n_truncated, tok.truncated_rows)
+
+    def _prepare_documents(self, chunk: list[str]) -> _Prepared:
+        tok = self.tokenizer.encode(_strip_all(chunk), self.head.document_length - 1)
+        ids = [[*seq[:1], self._document_prefix_id, *seq[1:]] for seq in tok.ids]
+        return _Prepared(ids, None, tok.n_truncated, tok.truncated_rows)
 
     def encode_documents(
         self, texts: Iterable[str], *, show_progress: bool | None = None, pool_factor: int = 1
@@ -786,19 +841,12 @@ class LateInteractionEncoder(_Encoder):
         """
         pool_factor = check_positive_int(pool_factor, "pool_factor")
         items = validate_texts(texts)
-        limit = self.head.document_length - 1
-
-        def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode(_strip_all(chunk), limit)
-            ids = [[*seq[:1], self._document_prefix_id, *seq[1:]] for seq in tok.ids]
-            return _Prepared(ids, None, tok.n_truncated)
-
         vectors = self._run(
             items,
-            prepare,
+            self._prepare_documents,
             self._project_kept,
             show_progress=show_progress,
-            limit=limit,
+            limit=self.head.document_length - 1,
             what="documents",
         )
         if pool_factor == 1:

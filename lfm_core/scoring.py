@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["maxsim"]
+__all__ = ["maxsim", "rank_scores"]
 
 # Floats of the [chunk, query_tokens, doc_tokens] similarity block scored at once
 # (64 Mi floats = 256 MB in float32): 10,000 documents of 512 tokens fit in any chunking.
@@ -95,3 +95,28 @@ def _maxsim_chunk(
     sim.masked_fill_(~valid[:, None, :], float("-inf"))
     best = sim.max(dim=2).values  # [b, q]
     return best.sum(dim=1).cpu().numpy()
+
+
+def rank_scores(
+    scores: np.ndarray, scored: Sequence[int], n_documents: int, top_k: int | None = None
+) -> list[tuple[int, float]]:
+    """The ranking every reranker returns: scored documents best first, the others last.
+
+    Args:
+        scores: ``[len(scored)]`` scores of the documents at the indices ``scored``.
+        scored: indices (into the ``n_documents`` candidates) of the scored documents.
+        n_documents: how many candidates there were; the unscored ones (blank texts)
+            come after every scored one with score ``0.0``, in input order.
+        top_k: keep the first ``top_k`` (default: all).
+
+    Returns:
+        ``(index, score)`` pairs; ties keep input order.
+
+    >>> rank_scores(np.array([0.25, 0.5, 0.25]), [0, 2, 3], 4)
+    [(2, 0.5), (0, 0.25), (3, 0.25), (1, 0.0)]
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    ranked = [(scored[j], float(scores[j])) for j in order]
+    kept = set(scored)
+    ranked += [(i, 0.0) for i in range(n_documents) if i not in kept]
+    return ranked[: len(ranked) if top_k is None else top_k]

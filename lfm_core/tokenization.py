@@ -25,10 +25,12 @@ class Tokenized:
     Attributes:
         ids: one list of token ids per text, special tokens included.
         n_truncated: how many texts were cut at the length limit.
+        truncated_rows: the indices of those texts, in order.
     """
 
     ids: list[list[int]]
     n_truncated: int
+    truncated_rows: tuple[int, ...] = ()
 
 
 class TextTokenizer:
@@ -92,7 +94,7 @@ class TextTokenizer:
             cut = self._call([texts[i] for i in long_rows], max_length)
             for i, ids in zip(long_rows, cut):
                 probe[i] = ids
-        return Tokenized(probe, len(long_rows))
+        return Tokenized(probe, len(long_rows), tuple(long_rows))
 
     def _call(self, texts: list[str], max_length: int) -> list[list[int]]:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The ``lfm-retrieval`` command: index, search, evaluate.
+"""The ``lfm-retrieval`` command: index, search, evaluate, serve.
 
 ::
 
@@ -6,6 +6,7 @@
     lfm-retrieval search "QUERY" --collection NAME [--limit K] [--mode dense|colbert|hybrid]
     lfm-retrieval eval BEIR_FOLDER
     lfm-retrieval crosslingual NTREX_FOLDER [--lines N]
+    lfm-retrieval serve [--host 127.0.0.1] [--port 8080] [--api-key-env NAME]
 
 Models: ``--embedding-model`` and ``--colbert-model`` take a hub id or a local folder;
 ``none`` leaves one out. Vectors go to an embedded Qdrant under ``--path`` (default
@@ -220,6 +221,62 @@ def build_parser() -> argparse.ArgumentParser:
     crosslingual.add_argument("--quiet", action="store_true", help="no progress bar")
     crosslingual.set_defaults(handler=_crosslingual)
 
+    serve = commands.add_parser(
+        "serve",
+        parents=[models, store],
+        help="an HTTP service: OpenAI-style embeddings, ColBERT vectors, rerank, search",
+        description="Serve the models over HTTP (FastAPI + uvicorn): POST /v1/embeddings, "
+        "/v1/multivector, /v1/rerank, /v1/search; GET /health, /v1/models, /metrics. "
+        "Requests that arrive together share one forward pass. /v1/search reads the store "
+        "at --path or --url (without either, the service has no /v1/search).",
+    )
+    group = serve.add_argument_group("HTTP")
+    group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    group.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0: any free)")
+    group.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
+        help="require 'Authorization: Bearer KEY' on every endpoint but /health, KEY read "
+        "from this environment variable",
+    )
+    group.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    group.add_argument("--access-log", action="store_true", help="log every request")
+    group = serve.add_argument_group("batching across requests")
+    group.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="longest a request waits for others to share its forward (default 2)",
+    )
+    group.add_argument(
+        "--max-batch-texts", type=_positive_int, default=512, help="most texts per merged forward"
+    )
+    group.add_argument(
+        "--max-queue-texts",
+        type=_positive_int,
+        default=8192,
+        help="most texts waiting; beyond it requests get 503 with Retry-After (default 8192)",
+    )
+    group.add_argument(
+        "--no-batching", action="store_true", help="run each request on its own (for comparison)"
+    )
+    group = serve.add_argument_group("request limits")
+    group.add_argument("--max-inputs", type=_positive_int, default=2048, help="texts per request")
+    group.add_argument(
+        "--max-input-chars", type=_positive_int, default=100_000, help="characters per text"
+    )
+    group.add_argument(
+        "--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024, help="bytes per body"
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request may wait for the model before a 503 (default 60)",
+    )
+    serve.set_defaults(handler=_serve)
+
     return parser
 
 
@@ -423,6 +480,90 @@ def _crosslingual(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- helpers
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise CommandError(
+            "`serve` needs FastAPI and uvicorn: pip install 'lfm-retrieval[server]'", EXIT_USAGE
+        )
+    from lfm_retrieval.server import (
+        BatchingOptions,
+        ServiceConfig,
+        ServiceLimits,
+        create_app,
+        serve,
+    )
+
+    api_key = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env, "").strip()
+        if not api_key:
+            raise CommandError(
+                f"--api-key-env {args.api_key_env}: that environment variable is empty or unset",
+                EXIT_USAGE,
+            )
+    if args.max_wait_ms < 0 or args.request_timeout <= 0:
+        raise CommandError("--max-wait-ms must be >= 0 and --request-timeout > 0", EXIT_USAGE)
+    config = ServiceConfig(
+        api_key=api_key,
+        limits=ServiceLimits(
+            max_inputs=args.max_inputs,
+            max_input_chars=args.max_input_chars,
+            max_body_bytes=args.max_body_bytes,
+            request_timeout_s=args.request_timeout,
+        ),
+        batching=BatchingOptions(
+            enabled=not args.no_batching,
+            max_wait_ms=args.max_wait_ms,
+            max_batch_texts=args.max_batch_texts,
+            max_queue_texts=args.max_queue_texts,
+        ),
+    )
+    # Only when asked: an Edge store is locked to one process, and `index` may want it.
+    store_wanted = bool(args.url or args.path)
+    if store_wanted:
+        _require_qdrant()
+    with _open_client(args) if store_wanted else _NoStore() as store:
+        dense, colbert = _load_models(args)
+        app = create_app(dense, colbert, store=store, config=config)
+        print(
+            f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "
+            f"http://{args.host}:{args.port}"
+            + (
+                f" (search over {_where(args)})"
+                if store is not None
+                else " (no store: no /v1/search)"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+        serve(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+        )
+    return 0
+
+
+class _NoStore:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {value!r}")
+    return number
 
 
 def _run_guarded(handler: Any, arg: Any) -> int:

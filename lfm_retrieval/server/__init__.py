@@ -1,0 +1,66 @@
+"""``lfm-retrieval serve``: one HTTP service for dense embeddings, ColBERT vectors, rerank and search.
+
+Endpoints (schemas follow the API each one copies, so existing clients work unchanged):
+
+- ``POST /v1/embeddings``: OpenAI's, plus ``input_type`` (``query`` | ``document``);
+- ``POST /v1/multivector``: ColBERT token vectors per input;
+- ``POST /v1/rerank``: Cohere's / Jina's / TEI's shape, ColBERT MaxSim (else dense cosine);
+- ``POST /v1/search``: a collection written by ``lfm_qdrant``;
+- ``GET /health``, ``GET /v1/models``, ``GET /metrics`` (Prometheus).
+
+Requests that arrive together share one packed forward (:mod:`.batching`).
+
+Usage::
+
+    from lfm_retrieval.server import ServiceConfig, create_app, serve
+
+    app = create_app(dense=dense_encoder, colbert=colbert_encoder, config=ServiceConfig())
+    serve(app, host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .app import ApiError, ServiceConfig, ServiceLimits, create_app
+from .batching import BatchingOptions, EncodeBatcher, Overloaded
+from .metrics import ServiceMetrics
+
+__all__ = [
+    "ApiError",
+    "BatchingOptions",
+    "EncodeBatcher",
+    "Overloaded",
+    "ServiceConfig",
+    "ServiceLimits",
+    "ServiceMetrics",
+    "create_app",
+    "serve",
+]
+
+
+def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    access_log: bool = False,
+    graceful_shutdown_s: float = 30.0,
+) -> None:
+    """Run ``app`` with uvicorn until SIGINT or SIGTERM.
+
+    On SIGTERM the server stops accepting connections and finishes the requests in
+    flight (for at most ``graceful_shutdown_s``) before the model thread stops.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=int(graceful_shutdown_s),
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,307 @@
+"""Batching across HTTP requests: texts that arrive together share one packed forward.
+
+Every request that needs the model puts a job on one queue; one asyncio task takes the
+oldest job, gathers the queued jobs of the same kind (same encoder, same input type),
+waits at most ``max_wait_ms`` after the oldest one arrived for more, and runs them as one
+``encode_queries`` / ``encode_documents`` call on the model thread. The encoders pack
+sequences without padding, so each request gets exactly the vectors it would get alone.
+
+The model runs on one worker thread, never on the event loop: forwards are serialized
+(on 2 CPU cores, or one GPU, two at once only contend), and the loop keeps answering
+``/health`` and accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+from lfm_core import DenseEncoder, InputType, LateInteractionEncoder, TokenCounts
+
+from .metrics import ServiceMetrics
+
+__all__ = ["BatchingOptions", "EncodeBatcher", "Encoded", "Overloaded", "Side"]
+
+logger = logging.getLogger("lfm_retrieval.server")
+
+Side = Literal["dense", "colbert"]
+ServedEncoder = DenseEncoder | LateInteractionEncoder
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    """The queue is full: the request is refused (HTTP 503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """How requests are batched and how much may wait.
+
+    Attributes:
+        enabled: merge the jobs of concurrent requests into one forward; ``False`` runs
+            each request on its own (for comparison).
+        max_wait_ms: longest a request waits for others to join its batch, counted from
+            its arrival; a request that waited for the model thread does not wait more.
+        max_batch_texts: most texts in one merged call (a single larger request still
+            runs whole; the encoder splits it under its token budget).
+        max_queue_texts: most texts waiting; a request that would pass it gets 503.
+    """
+
+    enabled: bool = True
+    max_wait_ms: float = 2.0
+    max_batch_texts: int = 512
+    max_queue_texts: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, not {self.max_wait_ms}")
+        for name in ("max_batch_texts", "max_queue_texts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One request's share of a batch: its vectors and its token counts."""
+
+    vectors: list[Any]
+    counts: TokenCounts
+
+
+@dataclass(eq=False)
+class _Job:
+    kind: tuple[Side, InputType] | None  # None: a plain call on the model thread
+    texts: Sequence[str]
+    future: asyncio.Future[Any]
+    arrived: float
+    call: Callable[[], Any] | None = None
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = max(1, len(self.texts))
+
+
+class EncodeBatcher:
+    """The queue in front of the encoders, and the thread they run on.
+
+    Args:
+        encoders: the loaded encoders by side (either may be absent).
+        options: batching and queue limits.
+        metrics: where batch sizes, queue depth and token counts are recorded.
+
+    Use ``await start()`` on the serving loop before the first request and ``await
+    stop()`` after the last (the service's lifespan does both).
+    """
+
+    def __init__(
+        self,
+        encoders: dict[Side, ServedEncoder],
+        options: BatchingOptions,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.encoders = encoders
+        self.options = options
+        self.metrics = metrics
+        self._queue: deque[_Job] = deque()
+        self._queued = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Start the worker task and the model thread (on the running loop)."""
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm-model")
+        self._task = asyncio.create_task(self._serve(), name="lfm-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking work; jobs still queued are failed with :class:`Overloaded`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(Overloaded("the service is shutting down"))
+        self._queued = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker task is alive (``/health`` reports it)."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def queued_texts(self) -> int:
+        """Texts waiting for the model (the ``lfm_queue_texts`` gauge)."""
+        return self._queued
+
+    async def encode(self, side: Side, input_type: InputType, texts: Sequence[str]) -> Encoded:
+        """Vectors and token counts of ``texts``, in order, from the ``side`` encoder.
+
+        Raises:
+            Overloaded: the queue is full.
+            KeyError: no encoder for ``side`` (the routes check first).
+        """
+        if side not in self.encoders:
+            raise KeyError(side)
+        return await self._submit(_Job((side, input_type), texts, self._future(), _now()))
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on the model thread, in turn with the batches (a search, a score)."""
+        job = _Job(None, (), self._future(), _now(), call=fn)
+        result: T = await self._submit(job)
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, job: _Job) -> Any:
+        if self._wake is None:
+            raise RuntimeError("EncodeBatcher.start() was not awaited")
+        limit = self.options.max_queue_texts
+        if self._queued and self._queued + job.size > limit:
+            raise Overloaded(
+                f"the service is at capacity ({self._queued} texts queued, limit {limit}); "
+                "retry shortly"
+            )
+        self._queue.append(job)
+        self._queued += job.size
+        self.metrics.queue_texts.set(self._queued)
+        self._wake.set()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            # The client went away (or timed out): its texts are skipped if not yet running.
+            job.future.cancel()
+            raise
+
+    async def _serve(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._drop_cancelled()
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = await self._gather()
+            if not batch:
+                continue
+            self._queued -= sum(job.size for job in batch)
+            self.metrics.queue_texts.set(self._queued)
+            outcome = await loop.run_in_executor(self._executor, self._run, batch)
+            for job, (ok, value) in zip(batch, outcome):
+                if job.future.done():
+                    continue
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    def _drop_cancelled(self) -> None:
+        while self._queue and self._queue[0].future.done():
+            self._queued -= self._queue.popleft().size
+        self.metrics.queue_texts.set(self._queued)
+
+    async def _gather(self) -> list[_Job]:
+        """The oldest job and the queued jobs that can share its forward."""
+        first = self._queue[0]
+        if first.kind is None or not self.options.enabled:
+            return [self._queue.popleft()]
+        deadline = first.arrived + self.options.max_wait_ms / 1000
+        while self._fill(first.kind) < self.options.max_batch_texts:
+            left = deadline - _now()
+            if left <= 0:
+                break
+            assert self._wake is not None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=left)
+            except asyncio.TimeoutError:
+                break
+        batch: list[_Job] = []
+        kept: deque[_Job] = deque()
+        texts = 0
+        for job in self._queue:
+            if job.future.done():
+                self._queued -= job.size
+                continue
+            fits = not batch or texts + len(job.texts) <= self.options.max_batch_texts
+            if job.kind == first.kind and fits:
+                batch.append(job)
+                texts += len(job.texts)
+            else:
+                kept.append(job)
+        self._queue = kept
+        return batch
+
+    def _fill(self, kind: tuple[Side, InputType]) -> int:
+        return sum(len(j.texts) for j in self._queue if j.kind == kind and not j.future.done())
+
+    def _run(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """On the model thread: one merged call; on failure each job alone, so one bad
+        request cannot fail the others."""
+        if batch[0].kind is None:
+            return [_attempt(batch[0].call)]  # type: ignore[arg-type]
+        side, input_type = batch[0].kind
+        encoder = self.encoders[side]
+        texts = [t for job in batch for t in job.texts]
+        self.metrics.batch_texts.labels(side=side).observe(len(texts))
+        self.metrics.batch_requests.labels(side=side).observe(len(batch))
+        ok, merged = _attempt(lambda: _encode(encoder, input_type, texts))
+        if not ok:
+            if len(batch) == 1:
+                return [(False, merged)]
+            logger.warning(
+                "a merged batch failed (%s); running its %d requests one by one", merged, len(batch)
+            )
+            return [_attempt(partial(_encode, encoder, input_type, job.texts)) for job in batch]
+        out: list[tuple[bool, Any]] = []
+        start = 0
+        for job in batch:
+            end = start + len(job.texts)
+            counts = TokenCounts(
+                merged.counts.tokens[start:end],
+                [i - start for i in merged.counts.truncated if start <= i < end],
+            )
+            out.append((True, Encoded(merged.vectors[start:end], counts)))
+            start = end
+        self.metrics.tokens.labels(side=side, input_type=input_type).inc(sum(merged.counts.tokens))
+        return out
+
+
+def _encode(encoder: ServedEncoder, input_type: InputType, texts: Sequence[str]) -> Encoded:
+    counts = encoder.count_tokens(texts, input_type=input_type)
+    method = encoder.encode_queries if input_type == "query" else encoder.encode_documents
+    vectors = method(list(texts), show_progress=False)
+    return Encoded(list(vectors), counts)
+
+
+def _attempt(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except Exception as error:  # handed to the request's own handler
+        return False, error
+
+
+def _now() -> float:
+    return time.monotonic()

@@ -1,0 +1,509 @@
+"""The service in-process: batching across requests, limits, errors, overload, auth.
+
+The app runs on httpx's ASGI transport with its lifespan, so concurrent requests share
+one event loop as they would under uvicorn; tests/lfm_retrieval/test_server_process.py
+runs the real process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the [server] extra is not installed")
+
+from lfm_core import DenseEncoder, LateInteractionEncoder, TokenCounts  # noqa: E402
+from lfm_retrieval.server import (  # noqa: E402
+    BatchingOptions,
+    EncodeBatcher,
+    Overloaded,
+    ServiceConfig,
+    ServiceLimits,
+    ServiceMetrics,
+    create_app,
+)
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@asynccontextmanager
+async def client_for(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as client:
+            yield client
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def texts_of(n: int, prefix: str = "text") -> list[str]:
+    return [f"{prefix} {i} " + "word " * (i % 7) for i in range(n)]
+
+
+# ------------------------------------------------------------------ batching
+
+
+class SlowDense:
+    """A stand-in encoder that records each call and can be held at a gate."""
+
+    model_name = "slow"
+    dim = 2
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[list[str]] = []
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def count_tokens(self, texts: list[str], *, input_type: str) -> TokenCounts:
+        return TokenCounts([len(t) for t in texts], [])
+
+    def encode_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        self.gate.wait(10)
+        time.sleep(self.delay_s)
+        self.calls.append(list(texts))
+        if any(t == "boom" for t in texts):
+            raise RuntimeError("boom")
+        return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+    encode_queries = encode_documents
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        batcher = EncodeBatcher({"dense": enc}, BatchingOptions(max_wait_ms=50), ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            outs = await asyncio.gather(
+                *(
+                    batcher.encode("dense", "document", ["x" * (i + 1)] * (i % 3 + 1))
+                    for i in range(10)
+                )
+            )
+        finally:
+            await batcher.stop()
+        assert len(enc.calls) == 1  # all ten requests in one call
+        for i, out in enumerate(outs):
+            assert len(out.vectors) == i % 3 + 1
+            assert all(v[0] == i + 1 for v in out.vectors)
+
+    run(main())
+
+
+def test_batching_off_runs_each_request_alone() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        options = BatchingOptions(enabled=False, max_wait_ms=50)
+        batcher = EncodeBatcher({"dense": enc}, options, ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.encode("dense", "document", [str(i)]) for i in range(5)))
+        finally:
+            await batcher.stop()
+        assert sorted(c[0] for c in enc.calls) == [str(i) for i in range(5)]
+
+    run(main())
+
+
+def test_a_failing_request_does_not_fail_the_others_in_its_batch() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        batcher = EncodeBatcher({"dense": enc}, BatchingOptions(max_wait_ms=50), ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            results = await asyncio.gather(
+                batcher.encode("dense", "document", ["ok"]),
+                batcher.encode("dense", "document", ["boom"]),
+                batcher.encode("dense", "document", ["fine"]),
+                return_exceptions=True,
+            )
+        finally:
+            await batcher.stop()
+        assert isinstance(results[1], RuntimeError)
+        assert results[0].vectors[0][0] == 2 and results[2].vectors[0][0] == 4
+
+    run(main())
+
+
+def test_a_cancelled_request_is_not_encoded_and_leaves_the_queue() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        enc.gate.clear()  # hold the model thread on the first batch
+        batcher = EncodeBatcher({"dense": enc}, BatchingOptions(max_wait_ms=0), ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.encode("dense", "document", ["first"]))
+            await asyncio.sleep(0.05)
+            gone = asyncio.ensure_future(batcher.encode("dense", "document", ["gone"] * 10))
+            await asyncio.sleep(0.01)
+            assert batcher.queued_texts == 10
+            gone.cancel()
+            enc.gate.set()
+            await first
+            await asyncio.sleep(0.05)
+            assert batcher.queued_texts == 0
+        finally:
+            await batcher.stop()
+        assert ["gone"] * 10 not in enc.calls
+
+    run(main())
+
+
+def test_a_full_queue_refuses_instead_of_growing() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        enc.gate.clear()
+        options = BatchingOptions(max_wait_ms=0, max_queue_texts=8)
+        batcher = EncodeBatcher({"dense": enc}, options, ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            running = asyncio.ensure_future(batcher.encode("dense", "document", ["a"]))
+            await asyncio.sleep(0.05)  # taken by the model thread
+            waiting = asyncio.ensure_future(batcher.encode("dense", "document", ["b"] * 8))
+            await asyncio.sleep(0.01)
+            with pytest.raises(Overloaded):
+                await batcher.encode("dense", "document", ["c"])
+            enc.gate.set()
+            await running
+            assert len((await waiting).vectors) == 8
+        finally:
+            await batcher.stop()
+
+    run(main())
+
+
+def test_batching_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        BatchingOptions(max_wait_ms=-1)
+    with pytest.raises(ValueError, match="max_queue_texts"):
+        BatchingOptions(max_queue_texts=0)
+
+
+# ------------------------------------------------------------------ the app
+
+
+@pytest.fixture(scope="module")
+def app(tiny_dense: DenseEncoder, tiny_colbert: LateInteractionEncoder) -> Any:
+    config = ServiceConfig(
+        api_key=KEY,
+        limits=ServiceLimits(max_inputs=16, max_input_chars=20_000, max_body_bytes=64_000),
+        batching=BatchingOptions(max_wait_ms=20),
+    )
+    return create_app(tiny_dense, tiny_colbert, config=config)
+
+
+def test_concurrent_http_requests_get_exactly_their_own_vectors(
+    app: Any, tiny_dense: DenseEncoder
+) -> None:
+    groups = [texts_of(i % 4 + 1, prefix=f"req{i}") for i in range(24)]
+
+    async def main() -> list[httpx.Response]:
+        async with client_for(app) as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/v1/embeddings", json={"input": g, "input_type": t})
+                    for g, t in zip(groups, ["query", "document"] * 12)
+                )
+            )
+
+    responses = run(main())
+    for group, kind, response in zip(groups, ["query", "document"] * 12, responses):
+        assert response.status_code == 200, response.text
+        got = np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
+        alone = (
+            tiny_dense.encode_queries(group)
+            if kind == "query"
+            else tiny_dense.encode_documents(group)
+        )
+        np.testing.assert_allclose(got, alone, atol=1e-5)
+        assert [d["index"] for d in response.json()["data"]] == list(range(len(group)))
+
+
+def test_input_type_picks_the_prompt(app: Any, tiny_dense: DenseEncoder) -> None:
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with client_for(app) as client:
+            q = await client.post("/v1/embeddings", json={"input": "hi", "input_type": "query"})
+            d = await client.post("/v1/embeddings", json={"input": "hi"})
+            return q, d
+
+    q, d = run(main())
+    np.testing.assert_allclose(
+        q.json()["data"][0]["embedding"], tiny_dense.encode_queries(["hi"])[0], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        d.json()["data"][0]["embedding"], tiny_dense.encode_documents(["hi"])[0], atol=1e-5
+    )
+    assert (
+        q.json()["usage"]["prompt_tokens"]
+        == tiny_dense.count_tokens(["hi"], input_type="query").tokens[0]
+    )
+
+
+def test_multivector_float_and_base64(app: Any, tiny_colbert: LateInteractionEncoder) -> None:
+    docs = ["a short document", "another, longer document with punctuation!"]
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with client_for(app) as client:
+            f = await client.post("/v1/multivector", json={"input": docs})
+            b = await client.post(
+                "/v1/multivector",
+                json={"input": docs, "encoding_format": "base64", "input_type": "query"},
+            )
+            return f, b
+
+    f, b = run(main())
+    for item, ref in zip(f.json()["data"], tiny_colbert.encode_documents(docs)):
+        np.testing.assert_allclose(np.array(item["embeddings"]), ref, atol=1e-5)
+        assert item["shape"] == list(ref.shape)
+    for item, ref in zip(b.json()["data"], tiny_colbert.encode_queries(docs)):
+        raw = np.frombuffer(base64.b64decode(item["embeddings"]), dtype="<f4")
+        np.testing.assert_allclose(raw.reshape(item["shape"]), ref, atol=1e-5)
+
+
+def test_rerank_is_the_encoders_rerank(app: Any, tiny_colbert: LateInteractionEncoder) -> None:
+    docs = ["orders ship in two days", "", "the cafe opens at nine", "where is my order?"]
+
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post(
+                "/v1/rerank",
+                json={
+                    "query": "where is my order",
+                    "documents": docs,
+                    "top_n": 3,
+                    "return_documents": True,
+                },
+            )
+
+    body = run(main()).json()
+    expected = tiny_colbert.rerank("where is my order", docs, top_k=3)
+    assert [r["index"] for r in body["results"]] == [i for i, _ in expected]
+    np.testing.assert_allclose(
+        [r["relevance_score"] for r in body["results"]], [s for _, s in expected], rtol=1e-5
+    )
+    assert all(r["document"]["text"] == docs[r["index"]] for r in body["results"])
+
+
+def test_rerank_without_colbert_uses_dense_cosine(tiny_dense: DenseEncoder) -> None:
+    app = create_app(tiny_dense, None)
+    docs = ["alpha beta", "gamma", "beta alpha beta"]
+
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post("/v1/rerank", json={"query": "alpha", "documents": docs})
+
+    body = run(main()).json()
+    expected = tiny_dense.rerank("alpha", docs)
+    assert [r["index"] for r in body["results"]] == [i for i, _ in expected]
+
+
+def test_truncated_inputs_are_reported(app: Any, tiny_dense: DenseEncoder) -> None:
+    long = "word " * (tiny_dense.max_length + 10)
+
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post("/v1/embeddings", json={"input": ["short", long]})
+
+    response = run(main())
+    assert response.status_code == 200
+    assert response.json()["truncated"] == [1]
+    assert response.headers["X-Truncated-Inputs"] == "1"
+
+
+BAD_REQUESTS = [
+    ("/v1/embeddings", b'{"input": ', 400, "invalid_json", None),
+    ("/v1/embeddings", b'{"input": 3}', 400, "invalid_value", "input"),
+    ("/v1/embeddings", b'{"input": ["a", null]}', 400, "invalid_value", "input[1]"),
+    ("/v1/embeddings", b'{"input": []}', 400, "empty_input", "input"),
+    ("/v1/embeddings", b'{"input": [[1, 2, 3]]}', 400, "invalid_value", "input[0]"),
+    ("/v1/embeddings", b'{"input": "a", "model": "gpt-4"}', 404, "model_not_found", "model"),
+    (
+        "/v1/embeddings",
+        b'{"input": "a", "dimensions": 3}',
+        400,
+        "unsupported_dimensions",
+        "dimensions",
+    ),
+    (
+        "/v1/embeddings",
+        b'{"input": "a", "encoding_format": "int8"}',
+        400,
+        "invalid_value",
+        "encoding_format",
+    ),
+    (
+        "/v1/embeddings",
+        b'{"input": '
+        + b'["a"]' * 0
+        + b'["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q"]}',
+        400,
+        "too_many_inputs",
+        "input",
+    ),
+    ("/v1/embeddings", b'{"input": "' + b"x" * 20_001 + b'"}', 400, "input_too_long", "input"),
+    ("/v1/embeddings", b"[1, 2]", 400, "invalid_body", None),
+    ("/v1/embeddings", b'"just a string"', 400, "invalid_body", None),
+    ("/v1/rerank", b'{"query": "q", "documents": "not a list"}', 400, "invalid_value", "documents"),
+    (
+        "/v1/rerank",
+        b'{"query": "q", "documents": ["a"], "top_n": -1}',
+        400,
+        "invalid_value",
+        "top_n",
+    ),
+    ("/v1/rerank", b'{"documents": ["a"]}', 400, "invalid_value", "query"),
+    ("/v1/multivector", b'{"input": {"text": "a"}}', 400, "invalid_value", "input"),
+    ("/v1/search", b'{"query": "q", "collection": "c"}', 404, "no_store", "collection"),
+    ("/v1/nothing", b"{}", 404, "not_found", None),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "code", "param"), BAD_REQUESTS)
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    app: Any, path: str, body: bytes, status: int, code: str, param: str | None
+) -> None:
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+
+    response = run(main())
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["param"] == param
+    assert error["message"] and "Traceback" not in error["message"]
+
+
+def test_a_body_over_the_limit_gets_413_before_parsing(app: Any) -> None:
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with client_for(app) as client:
+            declared = await client.post("/v1/embeddings", content=b"x" * 70_000)
+
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+                for _ in range(10):
+                    yield b" " * 10_000
+
+            chunked = await client.post("/v1/embeddings", content=chunks())
+            return declared, chunked
+
+    declared, chunked = run(main())
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_the_api_key_guards_every_endpoint_but_health(app: Any) -> None:
+    async def main() -> dict[str, int]:
+        async with client_for(app) as client:
+            out = {}
+            for method, path in (
+                ("GET", "/v1/models"),
+                ("GET", "/metrics"),
+                ("POST", "/v1/embeddings"),
+                ("POST", "/v1/rerank"),
+                ("POST", "/v1/multivector"),
+                ("POST", "/v1/search"),
+                ("GET", "/health"),
+            ):
+                r = await client.request(
+                    method, path, json={"input": "a"}, headers={"Authorization": "Bearer wrong"}
+                )
+                out[path] = r.status_code
+            return out
+
+    codes = run(main())
+    assert codes.pop("/health") == 200
+    assert set(codes.values()) == {401}
+
+
+def test_metrics_count_requests_tokens_and_batches(app: Any) -> None:
+    async def main() -> str:
+        async with client_for(app) as client:
+            await asyncio.gather(
+                *(client.post("/v1/embeddings", json={"input": f"t{i}"}) for i in range(6))
+            )
+            await client.post("/v1/embeddings", json={"input": []})
+            return (await client.get("/metrics")).text
+
+    text = run(main())
+    assert 'lfm_requests_total{endpoint="/v1/embeddings",status="200"}' in text
+    assert 'lfm_errors_total{endpoint="/v1/embeddings",type="empty_input"}' in text
+    assert 'lfm_tokens_total{input_type="document",side="dense"}' in text
+    assert "lfm_batch_requests_bucket" in text and "lfm_request_seconds_bucket" in text
+
+
+def test_overload_answers_503_with_retry_after() -> None:
+    enc = SlowDense(delay_s=0.2)
+    config = ServiceConfig(batching=BatchingOptions(max_wait_ms=0, max_queue_texts=4))
+    app = create_app(enc, None, config=config)  # type: ignore[arg-type]
+
+    async def main() -> list[httpx.Response]:
+        async with client_for(app) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/embeddings", json={"input": ["a", "b"]}) for _ in range(12))
+            )
+
+    responses = run(main())
+    codes = [r.status_code for r in responses]
+    assert 200 in codes and 503 in codes
+    assert set(codes) <= {200, 503}
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_a_request_that_waits_too_long_gets_503() -> None:
+    enc = SlowDense(delay_s=0.5)
+    config = ServiceConfig(limits=ServiceLimits(request_timeout_s=0.1))
+    app = create_app(enc, None, config=config)  # type: ignore[arg-type]
+
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post("/v1/embeddings", json={"input": "a"})
+
+    response = run(main())
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+
+
+def test_an_endpoint_without_its_model_says_which_flag_loads_it(tiny_dense: DenseEncoder) -> None:
+    app = create_app(tiny_dense, None)
+
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post("/v1/multivector", json={"input": "a"})
+
+    error = run(main()).json()["error"]
+    assert error["code"] == "model_not_loaded" and "--colbert-model" in error["message"]
+
+
+def test_models_lists_both(app: Any) -> None:
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.get("/v1/models")
+
+    data = run(main()).json()["data"]
+    assert [m["kind"] for m in data] == ["dense", "colbert"]
+    assert all(isinstance(m["dim"], int) for m in data)
+
+
+def test_create_app_needs_a_model() -> None:
+    with pytest.raises(ValueError, match="needs a dense model"):
+        create_app(None, None)
