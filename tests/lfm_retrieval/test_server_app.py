@@ -21,8 +21,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the [server] extra is not installed")
 
-from lfm_core import DenseEncoder, LateInteractionEncoder, TokenCounts  # noqa: E402
-from lfm_retrieval.server import (  # noqa: E402
+from lfm_core import DenseEncoder, LateInteractionEncoder, TokenCounts
+from lfm_retrieval.server import (
     BatchingOptions,
     EncodeBatcher,
     Overloaded,
