@@ -20,6 +20,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# Padded layout: a batch already this many padded tokens long is closed rather than let
+# padding pass _MAX_PADDING of its real tokens. Below it, products are too small to run
+# at full speed anyway, so a few more padded rows cost less than another forward.
+_MIN_PADDED_BATCH = 256
+_MAX_PADDING = 1.25
+
+
 def plan_batches(
     lengths: Sequence[int], *, max_tokens: int, max_batch_size: int, padded: bool = False
 ) -> list[list[int]]:
@@ -27,7 +34,9 @@ def plan_batches(
 
     Sorting by length keeps similar lengths together, so a padded layout wastes little
     and a packed layout gets evenly sized batches. A sequence longer than the budget
-    gets a batch of its own.
+    gets a batch of its own. In the padded layout a batch is also closed once it is big
+    and its padding would exceed a quarter of its real tokens: 64 queries of 11 to 26
+    tokens then run as three forwards of about 1,200 padded tokens instead of one of 1,664.
 
     Args:
         lengths: token count of each sequence.
@@ -51,7 +60,13 @@ def plan_batches(
     for i in order:
         n = lengths[i]
         cost = (len(current) + 1) * lengths[current[0]] if padded and current else used + n
-        if current and (cost > max_tokens or len(current) >= max_batch_size):
+        wasteful = (
+            padded
+            and bool(current)
+            and len(current) * lengths[current[0]] >= _MIN_PADDED_BATCH
+            and cost > _MAX_PADDING * (used + n)
+        )
+        if current and (cost > max_tokens or len(current) >= max_batch_size or wasteful):
             batches.append(current)
             current, used = [], 0
         current.append(i)

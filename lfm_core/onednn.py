@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,7 +24,12 @@ from torch import nn
 
 from .quantization import replace_linears
 
-__all__ = ["OneDNNLinear", "onednn_linear_available", "pack_linears_for_cpu"]
+__all__ = [
+    "OneDNNLinear",
+    "onednn_linear_available",
+    "pack_linears_checked",
+    "pack_linears_for_cpu",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,3 +137,29 @@ def pack_linears_for_cpu(module: nn.Module) -> int:
         return OneDNNLinear(linear) if weight.is_cpu and weight.dtype == torch.float32 else None
 
     return replace_linears(module, pack)
+
+
+def pack_linears_checked(module: nn.Module, probe: Callable[[], torch.Tensor]) -> int:
+    """:func:`pack_linears_for_cpu`, kept only if ``probe()`` gives the same output after.
+
+    For models whose code we do not own (transformers' AutoModels): one of them may read a
+    linear layer's ``.weight`` itself, which a packed layer no longer has. ``probe`` runs a
+    small forward; if it fails or differs (beyond 1e-5) once packed, every layer is put
+    back as it was. Returns how many layers stay packed.
+    """
+    originals = {name: m for name, m in module.named_modules() if isinstance(m, nn.Linear)}
+    with torch.inference_mode():
+        before = probe()
+    if not pack_linears_for_cpu(module):
+        return 0
+    try:
+        with torch.inference_mode():
+            same = bool(torch.allclose(probe(), before, rtol=1e-5, atol=1e-5))
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        logger.debug("oneDNN-packed model failed its probe: %s", exc)
+        same = False
+    if same:
+        return len(originals)
+    for name, linear in originals.items():
+        module.set_submodule(name, linear)
+    return 0

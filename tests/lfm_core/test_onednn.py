@@ -14,7 +14,12 @@ from torch import nn
 
 from lfm_core import DenseEncoder, LateInteractionEncoder
 from lfm_core import encoders as encoders_module
-from lfm_core.onednn import OneDNNLinear, onednn_linear_available, pack_linears_for_cpu
+from lfm_core.onednn import (
+    OneDNNLinear,
+    onednn_linear_available,
+    pack_linears_checked,
+    pack_linears_for_cpu,
+)
 
 pytestmark = pytest.mark.skipif(
     not onednn_linear_available(), reason="this torch build cannot pack linear weights for oneDNN"
@@ -86,6 +91,7 @@ def test_pack_skips_what_it_cannot_serve() -> None:
 def _unpacked(monkeypatch: pytest.MonkeyPatch, cls, folder):
     with monkeypatch.context() as m:
         m.setattr(encoders_module, "pack_linears_for_cpu", lambda module: 0)
+        m.setattr(encoders_module, "pack_linears_checked", lambda module, probe: 0)
         return cls.from_pretrained(folder, device="cpu")
 
 
@@ -108,10 +114,50 @@ def test_colbert_encoder_packs_and_keeps_its_vectors(
         np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-def test_not_packed_for_int8_or_transformers_models(tiny_dense_dir, minilm: DenseEncoder) -> None:
+def test_not_packed_for_int8(tiny_dense_dir) -> None:
     int8 = DenseEncoder.from_pretrained(tiny_dense_dir, device="cpu", quantize="int8")
     assert not any(isinstance(m, OneDNNLinear) for m in int8.backbone.modules())
-    assert not any(isinstance(m, OneDNNLinear) for m in minilm.backbone.modules())
+
+
+def test_transformers_model_packs_and_keeps_its_vectors(
+    minilm_dir, minilm: DenseEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert any(isinstance(m, OneDNNLinear) for m in minilm.backbone.modules())
+    plain = _unpacked(monkeypatch, DenseEncoder, minilm_dir)
+    assert not any(isinstance(m, OneDNNLinear) for m in plain.backbone.modules())
+    np.testing.assert_allclose(
+        minilm.encode_documents(TEXTS), plain.encode_documents(TEXTS), atol=1e-5
+    )
+
+
+class _ReadsWeight(nn.Module):
+    """A model whose forward reads a linear's ``.weight``, as some transformers code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x @ self.proj.weight.T)
+
+
+def test_checked_packing_puts_the_layers_back_when_the_probe_fails() -> None:
+    model = _ReadsWeight()
+    x = torch.randn(3, 4)
+    with torch.inference_mode():
+        before = model(x)
+    assert pack_linears_checked(model, lambda: model(x)) == 0
+    assert isinstance(model.proj, nn.Linear) and isinstance(model.out, nn.Linear)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), before)
+
+
+def test_checked_packing_keeps_a_model_that_agrees() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 4)
+    assert pack_linears_checked(model, lambda: model(x)) == 2
+    assert isinstance(model[0], OneDNNLinear)
 
 
 def test_f_linear_reference_is_what_we_compare_to() -> None:

@@ -1,0 +1,364 @@
+"""`lfm-retrieval serve` under concurrent clients, side by side with Infinity.
+
+Three services answer the same client with the same texts, started together and measured
+in turn (interleaved, ``--rounds`` times, medians reported), each on 127.0.0.1:
+
+- ``ours``: ``lfm-retrieval serve`` with batching across requests (the default);
+- ``ours-unbatched``: the same with ``--no-batching`` (each request its own forward);
+- ``infinity``: ``infinity_emb v2 --engine torch --device cpu`` (0.0.78), when its venv
+  exists (``.venv-infinity``; built with ``pip install "infinity-emb[torch,server]==0.0.78"``,
+  about 7 GB with its CUDA torch). It cannot load LFM2, so it runs with ``--model minilm``.
+
+The client: one thread per concurrent client, each with its own keep-alive
+``http.client`` connection, sending OpenAI ``/embeddings`` requests with one query
+(``query``) or 8 documents (``docs``). It prints requests/s, texts/s and p50/p99 latency
+per service and level, and the ratios the issue asks for.
+
+``--model lfm2-dense`` serves a random-weight LFM2.5-Embedding-350M (the real config from
+``../shared/data``) and also compares the service's tokens/s with in-process
+``encode_documents`` on the same texts.
+
+Usage::
+
+    python -m benchmarks.bench_server --model minilm --clients 1,8,64
+    python -m benchmarks.bench_server --model lfm2-dense --clients 1,8 --workloads docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+INFINITY_VENV = PROJECT_ROOT / ".venv-infinity"
+DOCS_PER_REQUEST = 8
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    path: str  # the embeddings endpoint
+    model: str
+
+
+@dataclass
+class Result:
+    requests: int
+    texts: int
+    tokens: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, cmd: list[str], port: int, path: str, model: str, health: str) -> Service:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"{name} exited: {err[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", health)
+            if conn.getresponse().status == 200:
+                return Service(name, proc, port, path, model)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"{name} did not start")
+
+
+def stop(service: Service) -> None:
+    service.proc.send_signal(signal.SIGTERM)
+    try:
+        service.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        service.proc.kill()
+
+
+def load(service: Service, bodies: list[bytes], clients: int, n_requests: int) -> Result:
+    """``n_requests`` requests from ``clients`` threads, keep-alive, bodies round-robin."""
+    latencies: list[float] = []
+    tokens = 0
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(n_requests))
+    barrier = threading.Barrier(clients + 1)
+
+    def worker() -> None:
+        nonlocal tokens, errors
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=300)
+        mine: list[float] = []
+        my_tokens = my_errors = 0
+        barrier.wait()
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            body = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            conn.request(
+                "POST", service.path, body=body, headers={"Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            data = response.read()
+            mine.append(time.perf_counter() - t0)
+            if response.status != 200:
+                my_errors += 1
+                continue
+            usage = json.loads(data).get("usage") or {}
+            my_tokens += int(usage.get("prompt_tokens") or 0)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            tokens += my_tokens
+            errors += my_errors
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    per = json.loads(bodies[0])["input"]
+    return Result(n_requests, n_requests * len(per), tokens, seconds, latencies, errors)
+
+
+def make_bodies(texts: list[str], per_request: int, model: str, count: int) -> list[bytes]:
+    bodies = []
+    for i in range(count):
+        chunk = [texts[(i * per_request + j) % len(texts)] for j in range(per_request)]
+        bodies.append(json.dumps({"input": chunk, "model": model}).encode())
+    return bodies
+
+
+def queries_and_docs(max_doc_chars: int) -> tuple[list[str], list[str]]:
+    from benchmarks.workload import corpus_texts
+
+    texts, _ = corpus_texts(max_chars=600_000)
+    queries = [" ".join(t.split()[:8]) + "?" for t in texts]
+    docs = [t[:max_doc_chars] for t in texts]
+    return queries, docs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=("minilm", "lfm2-dense"), default="minilm")
+    parser.add_argument("--clients", default="1,8,64")
+    parser.add_argument("--workloads", default="query,docs", help="query, docs or both")
+    parser.add_argument(
+        "--requests", type=int, default=0, help="requests per level (default: scaled to the level)"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument("--skip-unbatched", action="store_true")
+    parser.add_argument("--doc-chars", type=int, default=600, help="characters per document")
+    parser.add_argument("--max-wait-ms", default="2")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.clients.split(",")]
+    workloads = args.workloads.split(",")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    try:
+        if args.model == "minilm":
+            from benchmarks.harness import _minilm_dir
+
+            folder = _minilm_dir()
+        else:
+            from benchmarks.workload import corpus_texts, write_lfm2_checkpoint
+
+            corpus, _ = corpus_texts(max_chars=400_000)
+            folder = write_lfm2_checkpoint(workdir / "lfm2-dense", "lfm2-dense", corpus)
+        queries, docs = queries_and_docs(args.doc_chars)
+        services = start_services(args, folder)
+        try:
+            report(args, folder, services, levels, workloads, queries, docs)
+        finally:
+            for service in services:
+                stop(service)
+        if args.model == "lfm2-dense" and "docs" in workloads:
+            in_process_tokens(folder, docs)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def start_services(args: argparse.Namespace, folder: Path) -> list[Service]:
+    ours = [
+        sys.executable,
+        "-m",
+        "lfm_retrieval.cli",
+        "serve",
+        "--embedding-model",
+        str(folder),
+        "--colbert-model",
+        "none",
+        "--device",
+        "cpu",
+        "--log-level",
+        "warning",
+        "--max-wait-ms",
+        args.max_wait_ms,
+        "--max-queue-texts",
+        "100000",
+    ]
+    services = []
+    port = free_port()
+    services.append(
+        start("ours", [*ours, "--port", str(port)], port, "/v1/embeddings", folder.name, "/health")
+    )
+    if not args.skip_unbatched:
+        port = free_port()
+        services.append(
+            start(
+                "ours-unbatched",
+                [*ours, "--port", str(port), "--no-batching"],
+                port,
+                "/v1/embeddings",
+                folder.name,
+                "/health",
+            )
+        )
+    infinity = INFINITY_VENV / "bin" / "infinity_emb"
+    if args.model == "minilm" and not args.skip_infinity:
+        if infinity.is_file():
+            port = free_port()
+            cmd = [
+                str(infinity),
+                "v2",
+                "--model-id",
+                str(folder),
+                "--engine",
+                "torch",
+                "--device",
+                "cpu",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            services.append(start("infinity", cmd, port, "/embeddings", str(folder), "/health"))
+        else:
+            print(f"(infinity skipped: {infinity} not found)")
+    return services
+
+
+def report(
+    args: argparse.Namespace,
+    folder: Path,
+    services: list[Service],
+    levels: list[int],
+    workloads: list[str],
+    queries: list[str],
+    docs: list[str],
+) -> None:
+    print(f"# bench_server: {args.model} ({folder})")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; services: {', '.join(s.name for s in services)}"
+    )
+    print(
+        f"client: threaded http.client keep-alive; rounds={args.rounds}, medians; "
+        f"docs: {DOCS_PER_REQUEST} x ~{args.doc_chars} chars per request"
+    )
+    table: dict[tuple[str, int, str], Result] = {}
+    for workload in workloads:
+        per = 1 if workload == "query" else DOCS_PER_REQUEST
+        texts = queries if workload == "query" else docs
+        for clients in levels:
+            n = args.requests or max(40, clients * (8 if workload == "query" else 3))
+            if args.model == "lfm2-dense":
+                n = args.requests or max(8, clients * 2)
+            runs: dict[str, list[Result]] = {s.name: [] for s in services}
+            for r in range(args.rounds):
+                for service in services:
+                    bodies = make_bodies(texts, per, service.model, 512)
+                    load(service, bodies[:clients], clients, min(clients, n))  # warm-up
+                    runs[service.name].append(load(service, bodies[r * 7 :], clients, n))
+            print(
+                f"\n## {workload}, {clients} concurrent client(s), {n} requests x {args.rounds} rounds"
+            )
+            print(
+                f"{'service':<16}{'req/s':>9}{'texts/s':>10}{'tok/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+            )
+            for service in services:
+                results = runs[service.name]
+                best = sorted(results, key=lambda x: x.rps)[len(results) // 2]
+                table[(service.name, clients, workload)] = best
+                print(
+                    f"{service.name:<16}{statistics.median(x.rps for x in results):>9.1f}"
+                    f"{statistics.median(x.texts / x.seconds for x in results):>10.1f}"
+                    f"{statistics.median(x.tokens / x.seconds for x in results):>9.0f}"
+                    f"{statistics.median(x.pct(0.5) for x in results):>9.1f}"
+                    f"{statistics.median(x.pct(0.99) for x in results):>9.1f}"
+                    f"{sum(x.errors for x in results):>8}"
+                )
+            ours = table[("ours", clients, workload)]
+            for peer in ("ours-unbatched", "infinity"):
+                if (peer, clients, workload) in table:
+                    other = table[(peer, clients, workload)]
+                    print(
+                        f"ours / {peer}: {ours.rps / other.rps:.2f}x requests/s, "
+                        f"p99 {ours.pct(0.99):.0f} vs {other.pct(0.99):.0f} ms"
+                    )
+
+
+def in_process_tokens(folder: Path, docs: list[str]) -> None:
+    """Tokens/s of ``encode_documents`` in this process on the documents the client sent."""
+    from lfm_core import DenseEncoder
+
+    encoder = DenseEncoder.from_pretrained(folder, device="cpu")
+    texts = docs[: DOCS_PER_REQUEST * 16]
+    encoder.encode_documents(texts[:8])
+    tokens = sum(encoder.count_tokens(texts, input_type="document").tokens)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        encoder.encode_documents(texts, show_progress=False)
+        times.append(time.perf_counter() - t0)
+    print(
+        f"\nin-process encode_documents: {tokens / statistics.median(times):.0f} tokens/s "
+        f"({len(texts)} documents, {tokens} tokens, median of 3)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
