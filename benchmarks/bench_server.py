@@ -304,7 +304,7 @@ def report(
         per = 1 if workload == "query" else DOCS_PER_REQUEST
         texts = queries if workload == "query" else docs
         for clients in levels:
-            n = args.requests or max(40, clients * (8 if workload == "query" else 3))
+            n = args.requests or (max(40, clients * 8) if workload == "query" else max(16, clients))
             if args.model == "lfm2-dense":
                 n = args.requests or max(8, clients * 2)
             runs: dict[str, list[Result]] = {s.name: [] for s in services}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -468,11 +469,18 @@ def _names(encoder: ServedEncoder, requested: str) -> bool:
     return requested in (name, Path(name).name, name.rstrip("/").rsplit("/", 1)[-1])
 
 
+class _VectorsResponse(JSONResponse):
+    """JSON with numpy arrays written by orjson: 384 floats in microseconds, no ``tolist``."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def _vector(vector: np.ndarray, encoding_format: str) -> Any:
     if encoding_format == "base64":
         # OpenAI's SDK decodes this with np.frombuffer(..., dtype="float32"): little-endian.
         return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode()
-    return vector.tolist()
+    return np.ascontiguousarray(vector, dtype=np.float32)
 
 
 def _usage(out: Encoded) -> dict[str, Any]:
@@ -489,7 +497,7 @@ def _truncation_header(n: int) -> dict[str, str]:
 
 
 def _answer(payload: dict[str, Any], out: Encoded) -> Response:
-    return JSONResponse(payload, headers=_truncation_header(len(out.counts.truncated)))
+    return _VectorsResponse(payload, headers=_truncation_header(len(out.counts.truncated)))
 
 
 async def _disconnected(request: Request) -> None:
