@@ -141,6 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
     _storage_options(index)
+    group = index.add_argument_group("Ray (scale-out: pip install 'lfm-retrieval[ray]')")
+    group.add_argument(
+        "--ray", action="store_true", help="encode on Ray workers (same points as without)"
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="a running Ray cluster, e.g. ray://head:10001 or auto (default: start a local one)",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=2,
+        help="encoder workers, one model each (default 2)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs per worker (default none: CPU workers)",
+    )
     index.set_defaults(handler=_index)
 
     search = commands.add_parser(
@@ -308,6 +331,8 @@ def _index(args: argparse.Namespace) -> int:
     _require_qdrant()
     collection = _collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
+    if args.ray:
+        return _index_ray(args, collection, total)
     with _open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
         writer = _writer(client, collection, dense, colbert, args)
@@ -333,6 +358,13 @@ def _index(args: argparse.Namespace) -> int:
                     EXIT_INTERRUPTED,
                 ) from None
         built = _build_index(client, collection)
+    _print_index_summary(args, collection, report, built)
+    return 0
+
+
+def _print_index_summary(
+    args: argparse.Namespace, collection: str, report: Any, built: str
+) -> None:
     skipped = []
     if report.skipped_empty:
         skipped.append(f"{report.skipped_empty} empty")
@@ -343,6 +375,71 @@ def _index(args: argparse.Namespace) -> int:
         f"{collection}: {report.documents} documents read{note}; "
         f"{report.points} points stored in {_where(args)}{built}"
     )
+
+
+def _index_ray(args: argparse.Namespace, collection: str, total: int) -> int:
+    """``index --ray``: the corpus' points as a Ray dataset, encoded on workers."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from lfm_retrieval.pipeline import CorpusPoints
+
+    if importlib.util.find_spec("ray") is None:
+        raise CommandError("--ray needs Ray Data: pip install 'lfm-retrieval[ray]'", EXIT_USAGE)
+    import ray
+
+    from lfm_core import LoadOptions
+    from lfm_ray import index_dataset
+
+    with _open_client(args) as client:  # read the record; the store is reopened below
+        recorded = _recorded_models(client, collection)
+    dense, colbert = _model_names(args, recorded)
+    if dense is None and colbert is None:
+        raise CommandError(
+            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
+        )
+    points = CorpusPoints(args.corpus)
+    rows = [
+        {"text": text, "id": str(key), "metadata": json.dumps(payload)}
+        for _, texts, ids, payloads in points.batches(4096)
+        for text, key, payload in zip(texts, ids, payloads)
+    ]
+    points.check_not_empty()
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=args.ray_address, log_to_driver=False, include_dashboard=False)
+    try:
+        with tqdm(
+            total=len(rows),
+            unit="doc",
+            desc=f"indexing {collection} on Ray",
+            disable=args.quiet or None,
+        ) as bar:
+            result = index_dataset(
+                ray.data.from_items(rows),
+                collection=collection,
+                url=args.url,
+                path=None if args.url else (args.path or default_qdrant_path()),
+                api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
+                dense=dense,
+                colbert=colbert,
+                id_column="id",
+                metadata_column="metadata",
+                concurrency=args.concurrency,
+                num_gpus=args.gpus_per_worker,
+                batch_size=args.batch_size,
+                options=LoadOptions(device=args.device),
+                pool_factor=args.pool_factor,
+                progress=bar.update,
+                writer_options={"colbert_datatype": args.colbert_datatype},
+            )
+    finally:
+        if started_ray:
+            ray.shutdown()
+    with _open_client(args) as client:
+        built = _build_index(client, collection)
+    _print_index_summary(args, collection, points.report(result.points), built)
     return 0
 
 

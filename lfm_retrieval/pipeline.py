@@ -83,45 +83,74 @@ def index_corpus(
             share an id.
         CollectionError: the collection exists with another layout or other models.
     """
-    from lfm_qdrant import point_id, text_point_id
-
-    seen: dict[Any, int] = {}
-    documents = empty = repeats = kept = 0
-    for batch in _batches(read_corpus(corpus), batch_size):
-        texts: list[str] = []
-        ids: list[Any] = []
-        payloads: list[dict[str, Any]] = []
-        for doc in batch:
-            documents += 1
-            content = doc.content
-            if not content.strip():
-                empty += 1
-                continue
-            key = point_id(doc.id) if doc.id is not None else text_point_id(content)
-            if key in seen:
-                if doc.id is not None:
-                    raise CorpusError(
-                        f"document id {doc.id!r} appears twice in {str(corpus)!r} "
-                        f"(documents {seen[key] + 1} and {documents}); ids must be unique"
-                    )
-                repeats += 1
-                continue
-            seen[key] = documents - 1
-            texts.append(content)
-            ids.append(key)
-            payloads.append(_payload(doc))
+    points = CorpusPoints(corpus)
+    for read, texts, ids, metadata in points.batches(batch_size):
         if texts:
-            writer.add(texts, ids=ids, metadata=payloads, skip_existing=True, show_progress=False)
-            kept += len(texts)
+            writer.add(texts, ids=ids, metadata=metadata, skip_existing=True, show_progress=False)
         if progress is not None:
-            progress(len(batch))
-    if documents == 0:
-        raise CorpusError(f"corpus {str(corpus)!r} holds no document")
-    if kept == 0:
-        raise CorpusError(
-            f"every one of the {documents} documents of {str(corpus)!r} is empty; nothing to index"
-        )
-    return IndexReport(documents, empty, repeats, writer.count())
+            progress(read)
+    points.check_not_empty()
+    return points.report(writer.count())
+
+
+class CorpusPoints:
+    """A corpus as the texts, point ids and payloads to store, with what was left out.
+
+    Blank documents are skipped; a document without an id whose text repeats an earlier
+    one is skipped (it would be the same point); two documents with the same id are an
+    error. Used by :func:`index_corpus` and by ``index --ray``, so both store the same points.
+    """
+
+    def __init__(self, corpus: str | Path) -> None:
+        self.corpus = corpus
+        self.documents = self.empty = self.repeats = self.kept = 0
+        self._seen: dict[Any, int] = {}
+
+    def batches(
+        self, batch_size: int
+    ) -> Iterator[tuple[int, list[str], list[Any], list[dict[str, Any]]]]:
+        """``(documents read, texts, point ids, payloads)`` per batch of the corpus."""
+        from lfm_qdrant import point_id, text_point_id
+
+        for batch in _batches(read_corpus(self.corpus), batch_size):
+            texts: list[str] = []
+            ids: list[Any] = []
+            payloads: list[dict[str, Any]] = []
+            for doc in batch:
+                self.documents += 1
+                content = doc.content
+                if not content.strip():
+                    self.empty += 1
+                    continue
+                key = point_id(doc.id) if doc.id is not None else text_point_id(content)
+                if key in self._seen:
+                    if doc.id is not None:
+                        raise CorpusError(
+                            f"document id {doc.id!r} appears twice in {str(self.corpus)!r} "
+                            f"(documents {self._seen[key] + 1} and {self.documents}); ids must "
+                            "be unique"
+                        )
+                    self.repeats += 1
+                    continue
+                self._seen[key] = self.documents - 1
+                texts.append(content)
+                ids.append(key)
+                payloads.append(_payload(doc))
+            self.kept += len(texts)
+            yield len(batch), texts, ids, payloads
+
+    def check_not_empty(self) -> None:
+        """Raises CorpusError when the corpus had no document, or only blank ones."""
+        if self.documents == 0:
+            raise CorpusError(f"corpus {str(self.corpus)!r} holds no document")
+        if self.kept == 0:
+            raise CorpusError(
+                f"every one of the {self.documents} documents of {str(self.corpus)!r} is "
+                "empty; nothing to index"
+            )
+
+    def report(self, points: int) -> IndexReport:
+        return IndexReport(self.documents, self.empty, self.repeats, points)
 
 
 # Queries sent in one batch request: bounds the request size of a long evaluation.

@@ -15,7 +15,7 @@ from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
 from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
 from .upload import DEFAULT_MAX_REQUEST_BYTES, MAX_MULTIVECTOR_FLOATS
-from .writer import MultiVectorWriter, SearchMode
+from .writer import EncodedElsewhere, MultiVectorWriter, SearchMode
 
 
 def __getattr__(name: str) -> object:
@@ -43,6 +43,7 @@ __all__ = [
     "TEXT_NAMESPACE",
     "CollectionRecord",
     "EdgeStore",
+    "EncodedElsewhere",
     "ModelRecord",
     "MultiVectorWriter",
     "PointId",

@@ -35,7 +35,7 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
-from .fingerprint import CollectionRecord
+from .fingerprint import CollectionRecord, ModelRecord
 from .layout import (
     COLBERT,
     DENSE,
@@ -136,8 +136,9 @@ class MultiVectorWriter:
             and small data). With an async client use the ``a``-prefixed methods.
         collection_name: the collection to write and search (Qdrant's naming rules).
         dense: a loaded ``lfm_core.DenseEncoder``, a model name or local folder to load one
-            from, or ``None``.
-        colbert: a loaded ``lfm_core.LateInteractionEncoder``, a model name or folder, or ``None``.
+            from, a :class:`~lfm_qdrant.ModelRecord` of a model that runs elsewhere (the
+            writer then only writes vectors: :meth:`add_encoded`), or ``None``.
+        colbert: the same for ColBERT (``lfm_core.LateInteractionEncoder``).
         device: where to load models given by name (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
         quantization: ``"scalar"`` (int8) or ``"binary"`` quantization of both vectors, or
             ``None``; applied when the collection is created.
@@ -305,6 +306,86 @@ class MultiVectorWriter:
         self._require_sync("add", "aadd")
         return self._run(self._add_steps(texts, ids, metadata, skip_existing, show_progress))
 
+    def add_encoded(
+        self,
+        texts: Iterable[str],
+        *,
+        dense_vectors: Any = None,
+        colbert_vectors: Any = None,
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[PointId]:
+        """Upsert texts whose vectors were encoded elsewhere (by :mod:`lfm_ray`'s workers).
+
+        The same ids, payloads, collection checks, request splitting and retries as
+        :meth:`add`; only the encoding is skipped. The vectors must come from the models
+        this writer was built with (loaded encoders, or their
+        :class:`~lfm_qdrant.ModelRecord`), encoded with ``encode_documents``.
+
+        Args:
+            texts: the documents.
+            dense_vectors: ``[len(texts), dim]`` float32, when the writer has a dense model.
+            colbert_vectors: one ``[n_tokens_i, dim]`` array per text, when it has ColBERT.
+            ids: as for :meth:`add`.
+            metadata: as for :meth:`add`.
+
+        Returns:
+            The stored point ids in input order.
+
+        Raises:
+            TypeError: vectors for a model the writer lacks, or missing for one it has.
+            InputError: a vector count or width that does not match.
+        """
+        if self._is_async:
+            raise TypeError("add_encoded() needs a sync QdrantClient or an EdgeStore")
+        texts = validate_texts(texts)
+        keys = validate_ids(ids, texts)
+        stored_payloads = payloads(metadata, texts)
+        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
+        colbert = self._check_vectors(
+            "colbert_vectors", colbert_vectors, self._layout.colbert_dim, texts
+        )
+        if not texts:
+            return []
+
+        def steps() -> _Steps[list[PointId]]:
+            yield from self._ensure_collection(write=True)
+            batch = self._points(keys, stored_payloads, dense, colbert)
+            for part in split_requests(batch.sizes, self._max_request_bytes, self._batch_size):
+                yield _Call(
+                    "upsert",
+                    {
+                        "collection_name": self.collection_name,
+                        "points": batch.points[part],
+                        "wait": True,
+                    },
+                )
+            _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
+            return keys
+
+        return self._run(steps())
+
+    def _check_vectors(
+        self, name: str, vectors: Any, dim: int | None, texts: list[str]
+    ) -> list[np.ndarray] | None:
+        if dim is None:
+            if vectors is not None:
+                raise TypeError(f"{name} given, but this writer has no such model")
+            return None
+        if vectors is None:
+            raise TypeError(f"{name} missing: this writer's collection stores them")
+        rows = [np.asarray(v, dtype=np.float32) for v in vectors]
+        if len(rows) != len(texts):
+            raise InputError(f"{name} has {len(rows)} entries for {len(texts)} texts")
+        for i, row in enumerate(rows):
+            width = row.shape[-1] if row.ndim else 0
+            if width != dim or row.ndim != (1 if name == "dense_vectors" else 2):
+                raise InputError(
+                    f"{name}[{i}] has shape {row.shape}; expected "
+                    f"{'[' + str(dim) + ']' if name == 'dense_vectors' else '[n_tokens, ' + str(dim) + ']'}"
+                )
+        return rows
+
     def search(
         self,
         query: str,
@@ -377,6 +458,22 @@ class MultiVectorWriter:
         """
         self._require_sync("delete", "adelete")
         self._run(self._delete_steps(ids, query_filter))
+
+    def ensure_collection(self) -> None:
+        """Create the collection if it is missing, else check that this writer fits it.
+
+        What :meth:`add` does before its first write; call it to fail early (before a long
+        distributed encoding, say) or to create an empty collection.
+
+        Raises:
+            CollectionError: the collection exists with another layout or other models.
+        """
+        self._require_sync("ensure_collection", "aensure_collection")
+        self._run(self._ensure_collection(write=True))
+
+    async def aensure_collection(self) -> None:
+        """Async :meth:`ensure_collection`."""
+        await self._drive(self._ensure_collection(write=True))
 
     def count(self, query_filter: models.Filter | Mapping[str, Any] | None = None) -> int:
         """Exact number of points in the collection, or of those matching ``query_filter``.
@@ -517,6 +614,15 @@ class MultiVectorWriter:
         if self.colbert is not None:
             pooled = {"pool_factor": self._pool_factor} if self._pool_factor > 1 else {}
             colbert = self.colbert.encode_documents(texts, show_progress=False, **pooled)
+        return self._points(keys, batch_payloads, dense, colbert)
+
+    def _points(
+        self,
+        keys: list[PointId],
+        batch_payloads: list[dict[str, Any]],
+        dense: Any,
+        colbert: Any,
+    ) -> _Batch:
         batch = _Batch(points=[], sizes=[])
         for j, key in enumerate(keys):
             vector: dict[str, Any] = {}
@@ -827,10 +933,31 @@ def _as_filter(query_filter: Any) -> models.Filter | None:
     )
 
 
+class EncodedElsewhere:
+    """Stands for a model that runs in other processes: the writer records and checks it,
+    and writes its vectors (:meth:`MultiVectorWriter.add_encoded`), but cannot encode."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        self.model_name = record.model
+        self.dim = record.dim
+        self.revision = record.revision
+        self.checkpoint_digest = record.digest
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{self.model_name} is given as a ModelRecord: this writer writes vectors encoded "
+            "elsewhere (add_encoded) and cannot encode; pass a loaded encoder or a model name"
+        )
+
+    encode_documents = encode_queries = _refuse
+
+
 def _load_encoder(value: Any, kind: str, device: str) -> Any:
     """An encoder from what the caller passed as ``dense=`` or ``colbert=`` (or ``None``)."""
     if value is None:
         return None
+    if isinstance(value, ModelRecord):
+        return EncodedElsewhere(value)
     options = LoadOptions(device=device)
     if kind == "dense":
         return resolve_encoder(

@@ -1,0 +1,88 @@
+"""`lfm-retrieval index --ray` writes the collection the plain command writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="the [ray] extra is not installed")
+pytest.importorskip("qdrant_edge", reason="the [qdrant] extra is not installed")
+
+from lfm_qdrant import EdgeStore
+from lfm_retrieval.cli import main
+
+
+def points(path: Path, collection: str) -> dict[str, Any]:
+    store = EdgeStore(path)
+    try:
+        found, _ = store.scroll(collection, limit=1000, with_payload=True, with_vectors=True)
+    finally:
+        store.close()
+    return {str(p.id): p for p in found}
+
+
+def test_index_ray_equals_the_plain_command(
+    ray_session: Any,
+    tmp_path: Path,
+    tiny_dense_dir: Path,
+    tiny_colbert_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": f"d{i}", "title": f"T{i}", "text": f"text number {i} " * (i % 4 + 1), "lang": "en"}
+        for i in range(30)
+    ]
+    rows += [{"_id": "blank", "text": "  "}]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    models = [
+        "--embedding-model",
+        str(tiny_dense_dir),
+        "--colbert-model",
+        str(tiny_colbert_dir),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert (
+        main(
+            ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "plain"), *models]
+        )
+        == 0
+    )
+    plain_line = capsys.readouterr().out.strip().splitlines()[-1]
+    args = [
+        "index",
+        str(corpus),
+        "--collection",
+        "c",
+        "--path",
+        str(tmp_path / "ray"),
+        *models,
+        "--ray",
+        "--concurrency",
+        "2",
+        "--batch-size",
+        "8",
+    ]
+    assert main(args) == 0
+    ray_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert ray_line.replace(str(tmp_path / "ray"), "X") == plain_line.replace(
+        str(tmp_path / "plain"), "X"
+    )
+    assert "31 documents read (skipped 1 empty); 30 points stored" in ray_line
+    a, b = points(tmp_path / "plain", "c"), points(tmp_path / "ray", "c")
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key].payload == b[key].payload
+        for name in ("dense", "colbert"):
+            np.testing.assert_allclose(
+                np.array(a[key].vector[name]), np.array(b[key].vector[name]), atol=1e-5
+            )
+    # A rerun finds everything stored and writes nothing new.
+    assert main(args) == 0
+    assert "30 points stored" in capsys.readouterr().out
