@@ -231,3 +231,37 @@ def test_encode_batch_alone_gives_the_encoders_vectors(
 def test_index_dataset_needs_one_target(tiny_dense_dir: Path) -> None:
     with pytest.raises(InputError, match="url= .* or path="):
         index_dataset(None, collection="docs", dense=str(tiny_dense_dir))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL"
+)
+def test_workers_write_to_a_server_through_the_datasink(
+    ray_session: Any, tiny_dense_dir: Path, tiny_colbert_dir: Path, reference: dict[str, Any]
+) -> None:
+    import uuid
+
+    from qdrant_client import QdrantClient
+
+    name = f"lfm-ray-{uuid.uuid4().hex[:8]}"
+    url = os.environ["QDRANT_URL"]
+    result = index_dataset(
+        dataset(rows_of(TEXTS)),
+        collection=name,
+        url=url,
+        api_key=os.environ.get("QDRANT_API_KEY"),
+        dense=str(tiny_dense_dir),
+        colbert=str(tiny_colbert_dir),
+        id_column="key",
+        metadata_column="meta",
+        concurrency=2,
+        batch_size=8,
+    )
+    client = QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
+    try:
+        assert result.points == 60
+        found, _ = client.scroll(name, limit=100, with_payload=True)
+        assert {str(p.id) for p in found} == set(reference)
+    finally:
+        client.delete_collection(name)
+        client.close()
