@@ -6,8 +6,9 @@ The run, for a dataset of rows ``{text, id?, metadata?}``:
    no encoding): the same checks as ``MultiVectorWriter.add``, each error naming the row.
    Nothing is written if a row is bad. Rows already stored with the same payload are
    noted, so a rerun after a crash encodes only what is missing.
-2. **Record the models**: one Ray task loads them as a worker would and returns their
-   records; the driver creates (or checks) the collection with them.
+2. **Record the models**: the driver (for CPU workers) or one GPU Ray task loads them as a
+   worker would and takes their records; the driver creates (or checks) the collection
+   with them, and every actor checks its own models against them.
 3. **Encode** with :class:`~lfm_ray.EncodeBatch` on an actor pool (``concurrency``
    actors, ``num_gpus`` each). Point ids come from the row (``lfm_qdrant.point_id`` of its
    id, or ``text_point_id`` of its text), never from a worker or a position, so a task
@@ -150,8 +151,12 @@ def index_dataset(
         writer_kwargs = {"batch_size": batch_size, **(writer_options or {})}
         checker = _RowChecker(text_column, id_column, metadata_column)
         rows, stored = checker.check(ds, client, collection, skip_existing)
-        remote = ray.remote(_record_models).options(num_gpus=num_gpus or 0, num_cpus=1)
-        records = ray.get(remote.remote(dense, colbert, options))
+        if num_gpus:
+            # As a GPU worker loads them (its device, its copy of the checkpoint).
+            remote = ray.remote(_record_models).options(num_gpus=num_gpus, num_cpus=1)
+            records = ray.get(remote.remote(dense, colbert, options))
+        else:
+            records = model_records(dense, colbert, options)
         writer = MultiVectorWriter(
             client,
             collection,
