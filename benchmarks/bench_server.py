@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             for service in services:
                 stop(service)
         if args.model == "lfm2-dense" and "docs" in workloads:
-            in_process_tokens(folder, docs)
+            # The texts of the last level's first round, as the client sent them.
+            n = args.requests or max(8, levels[-1] * 2)
+            in_process_tokens(folder, docs[: n * DOCS_PER_REQUEST])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -312,7 +314,7 @@ def report(
                 for service in services:
                     bodies = make_bodies(texts, per, service.model, 512)
                     load(service, bodies[:clients], clients, min(clients, n))  # warm-up
-                    runs[service.name].append(load(service, bodies[r * 7 :], clients, n))
+                    runs[service.name].append(load(service, bodies[r * n :], clients, n))
             print(
                 f"\n## {workload}, {clients} concurrent client(s), {n} requests x {args.rounds} rounds"
             )
@@ -346,7 +348,7 @@ def in_process_tokens(folder: Path, docs: list[str]) -> None:
     from lfm_core import DenseEncoder
 
     encoder = DenseEncoder.from_pretrained(folder, device="cpu")
-    texts = docs[: DOCS_PER_REQUEST * 16]
+    texts = docs
     encoder.encode_documents(texts[:8])
     tokens = sum(encoder.count_tokens(texts, input_type="document").tokens)
     times = []

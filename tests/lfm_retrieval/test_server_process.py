@@ -338,8 +338,12 @@ def _hostile(url: str, i: int) -> int | None:
         conn.close()
 
 
+# 300 in CI; LFM_HOSTILE_REQUESTS=10000 for the issue's full run (about 2 minutes here).
+HOSTILE_REQUESTS = int(os.environ.get("LFM_HOSTILE_REQUESTS", "300"))
+
+
 def test_hostile_load_gets_no_5xx_and_the_server_stays_healthy(server: str) -> None:
-    """A bounded run (300 requests, 16 at a time, a tenth hostile): 4xx or 503 only."""
+    """A bounded run (16 at a time, a tenth hostile): 4xx or 503 only, then healthy."""
 
     def good(i: int) -> int:
         r = httpx.post(
@@ -355,11 +359,11 @@ def test_hostile_load_gets_no_5xx_and_the_server_stays_healthy(server: str) -> N
 
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(one, range(300)))
-    assert time.monotonic() - started < 120
+        statuses = list(pool.map(one, range(HOSTILE_REQUESTS)))
+    assert time.monotonic() - started < 120 * max(1, HOSTILE_REQUESTS // 300)
     server_errors = [s for s in statuses if s is not None and s >= 500 and s != 503]
     assert server_errors == []
-    assert statuses.count(200) >= 250
+    assert statuses.count(200) >= 0.8 * HOSTILE_REQUESTS
     # Kind 9 (a lone surrogate, valid JSON) is a defined result: 200. The rest are refused.
     hostile = [(i // 10 % 10, s) for i, s in enumerate(statuses) if i % 10 == 0 and s is not None]
     assert all(400 <= s < 500 for kind, s in hostile if kind != 9), hostile
