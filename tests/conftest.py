@@ -69,11 +69,22 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray (2 CPUs) for every test that needs it; shut down at the end."""
-    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+def ray_session(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray (2 CPUs) for every test that needs it; shut down at the end.
+
+    Its session files (sockets, logs, object spill) go under the test run's tmp dir, not
+    /tmp/ray.
+    """
+    import ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

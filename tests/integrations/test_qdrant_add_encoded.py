@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("qdrant_edge", reason="the [qdrant] extra is not installed")
-
 from lfm_core import CollectionError, DenseEncoder, InputError, LateInteractionEncoder
 from lfm_qdrant import EdgeStore, ModelRecord, MultiVectorWriter
 

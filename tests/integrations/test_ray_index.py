@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 
-ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
-pytest.importorskip("qdrant_edge", reason="the [qdrant] extra is not installed")
-
-from lfm_core import DenseEncoder, InputError, LateInteractionEncoder  # noqa: E402
-from lfm_qdrant import COLBERT, DENSE, EdgeStore, MultiVectorWriter  # noqa: E402
-from lfm_ray import EncodeBatch, index_dataset  # noqa: E402
+from lfm_core import DenseEncoder, InputError, LateInteractionEncoder
+from lfm_qdrant import COLBERT, DENSE, EdgeStore, MultiVectorWriter
+from lfm_ray import EncodeBatch, index_dataset
 
 TEXTS = [
     f"document {i}: " + "word " * (i % 13) + ("über café" if i % 5 == 0 else "") for i in range(60)

@@ -9,9 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("ray", reason="the [ray] extra is not installed")
-pytest.importorskip("qdrant_edge", reason="the [qdrant] extra is not installed")
-
 from lfm_qdrant import EdgeStore
 from lfm_retrieval.cli import main
 

@@ -19,8 +19,6 @@ import httpx
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the [server] extra is not installed")
-
 from lfm_core import DenseEncoder, LateInteractionEncoder, TokenCounts
 from lfm_retrieval.server import (
     BatchingOptions,

@@ -25,9 +25,6 @@ import httpx
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the [server] extra is not installed")
-pytest.importorskip("uvicorn", reason="the [server] extra is not installed")
-
 from lfm_core import DenseEncoder, LateInteractionEncoder
 
 KEY = "process-test-key"
@@ -106,7 +103,6 @@ def store_dir(
     tiny_colbert: LateInteractionEncoder,
 ) -> tuple[Path, dict[str, Any]]:
     """An Edge store with one hybrid collection, and what searching it gave in-process."""
-    pytest.importorskip("qdrant_edge", reason="the [qdrant] extra is not installed")
     from lfm_qdrant import EdgeStore, MultiVectorWriter
 
     folder = tmp_path_factory.mktemp("served-store")
@@ -156,7 +152,8 @@ def server(minilm_dir: Path, tiny_colbert_dir: Path, store_dir: tuple[Path, Any]
 def test_openai_sdk_gets_the_dense_encoders_vectors(
     server: str, minilm: DenseEncoder, minilm_dir: Path
 ) -> None:
-    openai = pytest.importorskip("openai")
+    import openai
+
     client = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0)
     texts = ["How do I return an item?", "Wo ist mein Paket?", ""]
     # The SDK asks for base64 by default and decodes it; float is the other path.
@@ -173,7 +170,8 @@ def test_openai_sdk_gets_the_dense_encoders_vectors(
 
 
 def test_openai_sdk_sees_a_clear_error(server: str) -> None:
-    openai = pytest.importorskip("openai")
+    import openai
+
     client = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.embeddings.create(model="text-embedding-3-small", input="x")
@@ -185,7 +183,8 @@ def test_openai_sdk_sees_a_clear_error(server: str) -> None:
 def test_langchain_openai_embeddings_use_the_service(
     server: str, minilm: DenseEncoder, minilm_dir: Path
 ) -> None:
-    lc_openai = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
+    import langchain_openai as lc_openai
+
     # check_embedding_ctx_length=False: send the texts, not tiktoken ids (no download offline).
     embeddings = lc_openai.OpenAIEmbeddings(
         model=minilm_dir.name,
