@@ -20,6 +20,7 @@ or configuration) or 1 (a runtime failure: server, storage). Bugs keep their tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -621,7 +622,7 @@ def _serve(args: argparse.Namespace) -> int:
     store_wanted = bool(args.url or args.path)
     if store_wanted:
         _require_qdrant()
-    with _open_client(args) if store_wanted else _NoStore() as store:
+    with _open_client(args) if store_wanted else contextlib.nullcontext() as store:
         dense, colbert = _load_models(args)
         app = create_app(dense, colbert, store=store, config=config)
         print(
@@ -643,14 +644,6 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=args.access_log,
         )
     return 0
-
-
-class _NoStore:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def _port(value: str) -> int:

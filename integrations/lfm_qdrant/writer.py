@@ -351,15 +351,7 @@ class MultiVectorWriter:
         def steps() -> _Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
             batch = self._points(keys, stored_payloads, dense, colbert)
-            for part in split_requests(batch.sizes, self._max_request_bytes, self._batch_size):
-                yield _Call(
-                    "upsert",
-                    {
-                        "collection_name": self.collection_name,
-                        "points": batch.points[part],
-                        "wait": True,
-                    },
-                )
+            yield from self._upsert_steps(batch)
             _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
             return keys
 
@@ -377,13 +369,11 @@ class MultiVectorWriter:
         rows = [np.asarray(v, dtype=np.float32) for v in vectors]
         if len(rows) != len(texts):
             raise InputError(f"{name} has {len(rows)} entries for {len(texts)} texts")
+        ndim = 1 if name == "dense_vectors" else 2
+        expected = f"[{dim}]" if ndim == 1 else f"[n_tokens, {dim}]"
         for i, row in enumerate(rows):
-            width = row.shape[-1] if row.ndim else 0
-            if width != dim or row.ndim != (1 if name == "dense_vectors" else 2):
-                raise InputError(
-                    f"{name}[{i}] has shape {row.shape}; expected "
-                    f"{'[' + str(dim) + ']' if name == 'dense_vectors' else '[n_tokens, ' + str(dim) + ']'}"
-                )
+            if row.ndim != ndim or row.shape[-1] != dim:
+                raise InputError(f"{name}[{i}] has shape {row.shape}; expected {expected}")
         return rows
 
     def search(
@@ -579,15 +569,22 @@ class MultiVectorWriter:
                 )
                 truncated += batch.truncated
                 without_colbert += batch.without_colbert
-                for part in split_requests(batch.sizes, self._max_request_bytes, self._batch_size):
-                    points = batch.points[part]
-                    yield _Call(
-                        "upsert",
-                        {"collection_name": self.collection_name, "points": points, "wait": True},
-                    )
-                    bar.update(len(points))
+                yield from self._upsert_steps(batch, bar.update)
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
+
+    def _upsert_steps(
+        self, batch: _Batch, done: Callable[[int], Any] | None = None
+    ) -> _Steps[None]:
+        """Upsert a batch's points in requests under the size and count caps."""
+        for part in split_requests(batch.sizes, self._max_request_bytes, self._batch_size):
+            points = batch.points[part]
+            yield _Call(
+                "upsert",
+                {"collection_name": self.collection_name, "points": points, "wait": True},
+            )
+            if done is not None:
+                done(len(points))
 
     def _not_stored(
         self, todo: list[int], keys: list[PointId], stored_payloads: list[dict[str, Any]]

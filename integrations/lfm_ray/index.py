@@ -303,7 +303,7 @@ class _RowChecker:
                 keys.append(point_id(key))
             except (TypeError, InputError) as error:
                 raise type(error)(f"row {first + i}: {self.id_column!r}: {error}") from None
-        metadata: list[dict[str, Any]] = []
+        stored_payloads: list[dict[str, Any]] = []
         for i in range(len(texts)):
             item: Any = None
             if self.metadata_column is not None:
@@ -322,11 +322,11 @@ class _RowChecker:
                     "expected a mapping (or a JSON object string)"
                 )
             try:
-                payloads([item], [texts[i]])  # the writer's own conversion, as a check
+                # The writer's own conversion: what add_encoded() will store.
+                stored_payloads += payloads([item], [texts[i]])
             except (TypeError, InputError) as error:
                 raise type(error)(f"row {first + i}: {error}") from None
-            metadata.append(dict(item or {}))
-        return texts, keys, metadata
+        return texts, keys, stored_payloads
 
     def check(
         self, ds: Any, client: Any, collection: str, skip_existing: bool
@@ -340,7 +340,7 @@ class _RowChecker:
             for batch in ds.select_columns(self.columns()).iter_batches(
                 batch_size=_CHECK_BATCH, batch_format="numpy"
             ):
-                texts, keys, metadata = self.rows(batch, first)
+                texts, keys, stored_payloads = self.rows(batch, first)
                 for i, key in enumerate(keys):
                     other = seen.setdefault(str(key), first + i)
                     if other != first + i:
@@ -353,7 +353,7 @@ class _RowChecker:
                             )
                         )
                 if exists:
-                    stored |= _stored_same(client, collection, keys, payloads(metadata, texts))
+                    stored |= _stored_same(client, collection, keys, stored_payloads)
                 first += len(texts)
         return first, frozenset(stored)
 
@@ -371,10 +371,11 @@ def _prepare(batch: dict[str, Any], checker: _RowChecker, skip: Any) -> dict[str
     skip_ids = ray.get(skip) if isinstance(skip, ray.ObjectRef) else skip
     if not len(batch[checker.text_column]):
         return dict(batch)
-    texts, keys, metadata = checker.rows(batch, 0)
+    texts, keys, stored_payloads = checker.rows(batch, 0)
     keep = np.array([str(k) not in skip_ids for k in keys], dtype=bool)
     out = {checker.text_column: np.array(texts, dtype=object)[keep]}
     out[POINT_ID_COLUMN] = np.array([str(k) for k in keys], dtype=object)[keep]
+    metadata = [{k: v for k, v in p.items() if k != "text"} for p in stored_payloads]
     out[PAYLOAD_COLUMN] = np.array([json.dumps(m) for m in metadata], dtype=object)[keep]
     return out
 

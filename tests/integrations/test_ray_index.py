@@ -27,11 +27,8 @@ TEXTS = [
 
 def stored(path: Path, collection: str) -> dict[str, dict[str, Any]]:
     """Every point of a collection: id -> {payload, dense, colbert}."""
-    store = EdgeStore(path)
-    try:
+    with EdgeStore(path) as store:
         points, _ = store.scroll(collection, limit=10_000, with_payload=True, with_vectors=True)
-    finally:
-        store.close()
     return {
         str(p.id): {
             "payload": p.payload,

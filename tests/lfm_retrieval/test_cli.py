@@ -32,18 +32,6 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def models(tiny_dense_dir: Path, tiny_colbert_dir: Path) -> list[str]:
-    return [
-        "--embedding-model",
-        str(tiny_dense_dir),
-        "--colbert-model",
-        str(tiny_colbert_dir),
-        "--device",
-        "cpu",
-    ]
-
-
 def _points(path: Path, collection: str) -> int:
     with EdgeStore(path) as store:
         return store.count(collection, exact=True).count

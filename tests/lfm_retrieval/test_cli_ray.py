@@ -14,19 +14,15 @@ from lfm_retrieval.cli import main
 
 
 def points(path: Path, collection: str) -> dict[str, Any]:
-    store = EdgeStore(path)
-    try:
+    with EdgeStore(path) as store:
         found, _ = store.scroll(collection, limit=1000, with_payload=True, with_vectors=True)
-    finally:
-        store.close()
     return {str(p.id): p for p in found}
 
 
 def test_index_ray_equals_the_plain_command(
     ray_session: Any,
     tmp_path: Path,
-    tiny_dense_dir: Path,
-    tiny_colbert_dir: Path,
+    models: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     corpus = tmp_path / "corpus.jsonl"
@@ -36,15 +32,7 @@ def test_index_ray_equals_the_plain_command(
     ]
     rows += [{"_id": "blank", "text": "  "}]
     corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    models = [
-        "--embedding-model",
-        str(tiny_dense_dir),
-        "--colbert-model",
-        str(tiny_colbert_dir),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
+    models = [*models, "--quiet"]
     assert (
         main(
             ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "plain"), *models]
