@@ -1,0 +1,65 @@
+"""In-process queries/s of a transformers model (all-MiniLM-L6-v2): the padded-batch cap and
+oneDNN packing, each switched off and on.
+
+The queries are the ones ``bench_server`` sends (the first words of SciFact titles, 11-26
+tokens). For each setting it prints queries/s encoding 1 query at a time and 64 at once
+(median of 5 calls).
+
+Usage::
+
+    python -m benchmarks.bench_padded
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import lfm_core.batching as batching
+import lfm_core.encoders as encoders
+from benchmarks.bench_server import queries_and_docs
+from benchmarks.harness import _minilm_dir
+from lfm_core import DenseEncoder
+
+
+def rate(encoder: DenseEncoder, texts: list[str]) -> float:
+    encoder.encode_documents(texts)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        encoder.encode_documents(texts)
+        times.append(time.perf_counter() - t0)
+    return len(texts) / statistics.median(times)
+
+
+def main() -> int:
+    queries, _ = queries_and_docs(600)
+    cap = batching._MAX_PADDING
+    pack = encoders.pack_linears_checked
+    print(
+        f"# bench_padded: all-MiniLM-L6-v2, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}"
+    )
+    print(f"{'padding cap':<13}{'oneDNN':<8}{'1 query/s':>11}{'64 queries/s':>14}")
+    for capped, packed in ((False, False), (True, False), (True, True)):
+        batching._MAX_PADDING = cap if capped else math.inf
+        encoders.pack_linears_checked = pack if packed else (lambda module, probe: 0)
+        try:
+            encoder = DenseEncoder.from_pretrained(_minilm_dir(), device="cpu")
+            one = statistics.median(rate(encoder, queries[i : i + 1]) for i in range(8))
+            many = rate(encoder, queries[:64])
+        finally:
+            batching._MAX_PADDING = cap
+            encoders.pack_linears_checked = pack
+        print(
+            f"{'on' if capped else 'off':<13}{'on' if packed else 'off':<8}{one:>11.1f}{many:>14.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
