@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-unbatched", action="store_true")
     parser.add_argument("--doc-chars", type=int, default=600, help="characters per document")
     parser.add_argument("--max-wait-ms", default="2")
+    parser.add_argument(
+        "--model-workers", default="", help="serve --model-workers (default: serve's own)"
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",")]
     workloads = args.workloads.split(",")
@@ -242,6 +245,8 @@ def start_services(args: argparse.Namespace, folder: Path) -> list[Service]:
         "--max-queue-texts",
         "100000",
     ]
+    if args.model_workers:
+        ours += ["--model-workers", args.model_workers]
     services = []
     port = free_port()
     services.append(
@@ -312,7 +317,8 @@ def report(
             runs: dict[str, list[Result]] = {s.name: [] for s in services}
             for r in range(args.rounds):
                 for service in services:
-                    bodies = make_bodies(texts, per, service.model, 512)
+                    # Each round sends texts of its own (no round repeats another's).
+                    bodies = make_bodies(texts, per, service.model, (r + 1) * n)
                     load(service, bodies[:clients], clients, min(clients, n))  # warm-up
                     runs[service.name].append(load(service, bodies[r * n :], clients, n))
             print(

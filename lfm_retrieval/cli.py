@@ -283,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="most texts waiting; beyond it requests get 503 with Retry-After (default 8192)",
     )
     group.add_argument(
+        "--model-workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="merged batches run at once, each on its own thread; on CPU each gets "
+        "cores/N torch threads (default: 2 on CPU, 1 on GPU). 1 gives a lone request on a "
+        "large model all the cores; 2 gives more throughput under concurrent requests",
+    )
+    group.add_argument(
         "--no-batching", action="store_true", help="run each request on its own (for comparison)"
     )
     group = serve.add_argument_group("request limits")
@@ -603,20 +612,11 @@ def _serve(args: argparse.Namespace) -> int:
             )
     if args.max_wait_ms < 0 or args.request_timeout <= 0:
         raise CommandError("--max-wait-ms must be >= 0 and --request-timeout > 0", EXIT_USAGE)
-    config = ServiceConfig(
-        api_key=api_key,
-        limits=ServiceLimits(
-            max_inputs=args.max_inputs,
-            max_input_chars=args.max_input_chars,
-            max_body_bytes=args.max_body_bytes,
-            request_timeout_s=args.request_timeout,
-        ),
-        batching=BatchingOptions(
-            enabled=not args.no_batching,
-            max_wait_ms=args.max_wait_ms,
-            max_batch_texts=args.max_batch_texts,
-            max_queue_texts=args.max_queue_texts,
-        ),
+    limits = ServiceLimits(
+        max_inputs=args.max_inputs,
+        max_input_chars=args.max_input_chars,
+        max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.request_timeout,
     )
     # Only when asked: an Edge store is locked to one process, and `index` may want it.
     store_wanted = bool(args.url or args.path)
@@ -624,10 +624,18 @@ def _serve(args: argparse.Namespace) -> int:
         _require_qdrant()
     with _open_client(args) if store_wanted else contextlib.nullcontext() as store:
         dense, colbert = _load_models(args)
+        batching = BatchingOptions(
+            enabled=not args.no_batching,
+            max_wait_ms=args.max_wait_ms,
+            max_batch_texts=args.max_batch_texts,
+            max_queue_texts=args.max_queue_texts,
+            model_workers=_model_workers(args.model_workers, dense or colbert),
+        )
+        config = ServiceConfig(api_key=api_key, limits=limits, batching=batching)
         app = create_app(dense, colbert, store=store, config=config)
         print(
             f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "
-            f"http://{args.host}:{args.port}"
+            f"http://{args.host}:{args.port}, {batching.model_workers} model worker(s)"
             + (
                 f" (search over {_where(args)})"
                 if store is not None
@@ -644,6 +652,20 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=args.access_log,
         )
     return 0
+
+
+def _model_workers(requested: int | None, encoder: Any) -> int:
+    """Model threads for ``serve``; on CPU the cores are split among them (torch threads)."""
+    import torch
+
+    if encoder.device.type != "cpu":
+        return requested or 1
+    cores = torch.get_num_threads()
+    workers = requested or min(2, cores)
+    # The service owns this process: torch's thread count is set once, before the first
+    # worker thread starts (each reads it on its first forward).
+    torch.set_num_threads(max(1, cores // workers))
+    return workers
 
 
 def _port(value: str) -> int:

@@ -66,13 +66,23 @@ class SlowDense:
         self.delay_s = delay_s
         self.gate = threading.Event()
         self.gate.set()
+        self.active = 0  # calls inside encode right now
+        self.most_active = 0
+        self._lock = threading.Lock()
 
     def count_tokens(self, texts: list[str], *, input_type: str) -> TokenCounts:
         return TokenCounts([len(t) for t in texts], [])
 
     def encode_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        self.gate.wait(10)
-        time.sleep(self.delay_s)
+        with self._lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            self.gate.wait(10)
+            time.sleep(self.delay_s)
+        finally:
+            with self._lock:
+                self.active -= 1
         self.calls.append(list(texts))
         if any(t == "boom" for t in texts):
             raise RuntimeError("boom")
@@ -190,6 +200,73 @@ def test_batching_options_are_checked() -> None:
         BatchingOptions(max_wait_ms=-1)
     with pytest.raises(ValueError, match="max_queue_texts"):
         BatchingOptions(max_queue_texts=0)
+    with pytest.raises(ValueError, match="model_workers"):
+        BatchingOptions(model_workers=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_model_workers_bound_the_batches_running_at_once(workers: int) -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        enc.gate.clear()
+        options = BatchingOptions(max_wait_ms=0, model_workers=workers)
+        batcher = EncodeBatcher({"dense": enc}, options, ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            jobs = []
+            for i in range(3):  # one at a time: each is a batch of its own if a worker is free
+                jobs.append(asyncio.ensure_future(batcher.encode("dense", "document", [f"t{i}"])))
+                await asyncio.sleep(0.05)
+            assert enc.active == workers
+            assert batcher.queued_texts == 3 - workers
+            enc.gate.set()
+            outs = await asyncio.gather(*jobs)
+        finally:
+            await batcher.stop()
+        assert enc.most_active == workers
+        assert [out.vectors[0][0] for out in outs] == [2.0, 2.0, 2.0]
+
+    run(main())
+
+
+def test_idle_workers_share_the_queue_evenly() -> None:
+    async def main() -> None:
+        enc = SlowDense(delay_s=0.05)
+        options = BatchingOptions(max_wait_ms=50, model_workers=2)
+        batcher = EncodeBatcher({"dense": enc}, options, ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            outs = await asyncio.gather(
+                *(batcher.encode("dense", "document", ["y" * (i + 1)]) for i in range(10))
+            )
+        finally:
+            await batcher.stop()
+        # Both workers were idle when the wait ended: five texts each, side by side.
+        assert sorted(len(c) for c in enc.calls) == [5, 5]
+        assert enc.most_active == 2
+        assert [out.vectors[0][0] for out in outs] == [float(i + 1) for i in range(10)]
+
+    run(main())
+
+
+def test_stop_fails_running_and_queued_jobs() -> None:
+    async def main() -> None:
+        enc = SlowDense()
+        enc.gate.clear()
+        batcher = EncodeBatcher({"dense": enc}, BatchingOptions(max_wait_ms=0), ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        running = asyncio.ensure_future(batcher.encode("dense", "document", ["a"]))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.encode("dense", "document", ["b"]))
+        await asyncio.sleep(0.01)
+        threading.Timer(0.2, enc.gate.set).start()  # the thread ends; its result is dropped
+        await batcher.stop()
+        for job in (running, queued):
+            with pytest.raises(Overloaded, match="shutting down"):
+                await job
+        assert not batcher.running
+
+    run(main())
 
 
 # ------------------------------------------------------------------ the app
@@ -200,7 +277,8 @@ def app(tiny_dense: DenseEncoder, tiny_colbert: LateInteractionEncoder) -> Any:
     config = ServiceConfig(
         api_key=KEY,
         limits=ServiceLimits(max_inputs=16, max_input_chars=20_000, max_body_bytes=64_000),
-        batching=BatchingOptions(max_wait_ms=20),
+        # Two model threads, as `serve` runs on CPU: exactness under concurrency covers both.
+        batching=BatchingOptions(max_wait_ms=20, model_workers=2),
     )
     return create_app(tiny_dense, tiny_colbert, config=config)
 

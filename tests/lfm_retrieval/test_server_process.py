@@ -411,3 +411,29 @@ def test_serve_refuses_an_unset_api_key_variable(minilm_dir: Path) -> None:
         ]
     )
     assert code == 2
+
+
+def test_serve_splits_the_cpu_cores_among_model_workers() -> None:
+    import torch
+
+    from lfm_retrieval.cli import _model_workers
+
+    class OnDevice:
+        def __init__(self, kind: str) -> None:
+            self.device = torch.device(kind)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _model_workers(None, OnDevice("cpu")) == 2
+        assert torch.get_num_threads() == 1  # one torch thread per worker
+        torch.set_num_threads(2)
+        assert _model_workers(1, OnDevice("cpu")) == 1
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert _model_workers(None, OnDevice("cpu")) == 1  # a single core: one worker
+        torch.set_num_threads(2)
+        assert _model_workers(None, OnDevice("meta")) == 1  # not CPU: one, threads untouched
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
