@@ -299,7 +299,12 @@ class _Service:
         self.store = store
         self.config = config
         self.metrics = ServiceMetrics()
-        self.batcher = EncodeBatcher(self.encoders, config.batching, self.metrics)
+        self.batcher = EncodeBatcher(
+            self.encoders,
+            config.batching,
+            self.metrics,
+            in_flight=lambda: self.metrics.requests_in_flight,
+        )
         self._writers: dict[str, Any] = {}
 
     async def authorize(self, request: Request) -> None:
@@ -632,7 +637,7 @@ def _endpoint(scope: Scope) -> str:
 
 
 class _RequestMetrics:
-    """Counts every response by endpoint and status, and times it."""
+    """Counts every response by endpoint and status, times it, and counts requests in flight."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -644,6 +649,7 @@ class _RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        self.metrics.requests_in_flight += 1
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -654,6 +660,7 @@ class _RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            self.metrics.requests_in_flight -= 1
             endpoint = _endpoint(scope)
             self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
             self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)

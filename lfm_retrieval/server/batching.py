@@ -109,6 +109,10 @@ class EncodeBatcher:
         encoders: the loaded encoders by side (either may be absent).
         options: batching and queue limits.
         metrics: where batch sizes, queue depth and token counts are recorded.
+        in_flight: requests being handled right now (the service counts them); a batch
+            then stops waiting for others once every such request already has its job
+            queued or running, since nobody else can join (a lone client never waits).
+            ``None``: always wait up to ``max_wait_ms``.
 
     Use ``await start()`` on the serving loop before the first request and ``await
     stop()`` after the last (the service's lifespan does both).
@@ -119,6 +123,7 @@ class EncodeBatcher:
         encoders: dict[Side, ServedEncoder],
         options: BatchingOptions,
         metrics: ServiceMetrics,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.encoders = encoders
         self.options = options
@@ -131,6 +136,7 @@ class EncodeBatcher:
         self._idle = options.model_workers  # workers not running a batch
         self._worker_free: asyncio.Event | None = None
         self._running: dict[asyncio.Task[None], list[_Job]] = {}
+        self._in_flight = in_flight
 
     async def start(self) -> None:
         """Start the worker task and the model threads (on the running loop)."""
@@ -270,7 +276,7 @@ class EncodeBatcher:
             return [self._queue.popleft()]
         deadline = first.arrived + self.options.max_wait_ms / 1000
         limit = self.options.max_batch_texts
-        while self._fill(first.kind) < limit:
+        while self._fill(first.kind) < limit and self._others_may_join():
             left = deadline - _now()
             if left <= 0:
                 break
@@ -297,6 +303,13 @@ class EncodeBatcher:
                 kept.append(job)
         self._queue = kept
         return batch
+
+    def _others_may_join(self) -> bool:
+        """Whether a request being handled has no job yet (it may still send one)."""
+        if self._in_flight is None:
+            return True
+        with_job = len(self._queue) + sum(len(jobs) for jobs in self._running.values())
+        return self._in_flight() > with_job
 
     def _fill(self, kind: tuple[Side, InputType]) -> int:
         return sum(len(j.texts) for j in self._queue if j.kind == kind and not j.future.done())

@@ -51,6 +51,12 @@ class ServiceMetrics:
             registry=r,
         )
         self.queue_texts = Gauge("lfm_queue_texts", "texts waiting for the model", registry=r)
+        # Kept by the service's middleware; the batcher reads it to know whether anyone
+        # else could still join a batch.
+        self.requests_in_flight = 0
+        Gauge("lfm_requests_in_flight", "HTTP requests being handled", registry=r).set_function(
+            lambda: self.requests_in_flight
+        )
         self.truncated = Counter(
             "lfm_truncated_inputs", "inputs cut to the model's length limit", ["side"], registry=r
         )

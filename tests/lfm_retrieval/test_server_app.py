@@ -583,3 +583,52 @@ def test_models_lists_both(app: Any) -> None:
 def test_create_app_needs_a_model() -> None:
     with pytest.raises(ValueError, match="needs a dense model"):
         create_app(None, None)
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    enc = SlowDense()
+    config = ServiceConfig(batching=BatchingOptions(max_wait_ms=2000))
+    app = create_app(enc, None, config=config)  # type: ignore[arg-type]
+
+    async def main() -> tuple[float, list[httpx.Response]]:
+        async with client_for(app) as client:
+            t0 = time.perf_counter()
+            await client.post("/v1/embeddings", json={"input": "alone"})
+            alone = time.perf_counter() - t0
+            # Requests in flight together still wait for each other and share one call.
+            together = await asyncio.gather(
+                *(client.post("/v1/embeddings", json={"input": f"t{i}"}) for i in range(6))
+            )
+            return alone, together
+
+    alone, together = run(main())
+    assert alone < 1.0  # not the 2 s max_wait_ms: nobody else was in flight
+    assert all(r.status_code == 200 for r in together)
+    assert enc.calls[1:] == [[f"t{i}" for i in range(6)]]
+
+
+def test_in_flight_requests_without_a_job_keep_the_batch_waiting() -> None:
+    async def main() -> float:
+        enc = SlowDense()
+        options = BatchingOptions(max_wait_ms=300)
+        others = {"n": 2}  # this job's request and one more that has no job yet
+        batcher = EncodeBatcher(
+            {"dense": enc},  # type: ignore[dict-item]
+            options,
+            ServiceMetrics(),
+            in_flight=lambda: others["n"],
+        )
+        await batcher.start()
+        try:
+            t0 = time.perf_counter()
+            await batcher.encode("dense", "document", ["a"])
+            waited = time.perf_counter() - t0
+            others["n"] = 1
+            t0 = time.perf_counter()
+            await batcher.encode("dense", "document", ["b"])
+            assert time.perf_counter() - t0 < 0.25
+        finally:
+            await batcher.stop()
+        return waited
+
+    assert run(main()) >= 0.25
