@@ -12,8 +12,8 @@ once, each on its own thread. One worker suits a GPU (two forwards on one device
 contend). On CPU two workers, each with half the cores as torch threads, beat one worker
 with all of them: a forward over a few short texts is mostly serial work (tokenizing,
 dispatch), which a second batch fills in (all-MiniLM-L6-v2 on 2 cores: 32 queries at once
-run 1.9x faster as two 1-thread forwards than as one 2-thread forward). When several
-workers are idle, the queued jobs are shared among them.
+run 1.9x faster as two 1-thread forwards than as one 2-thread forward). A batch takes at
+most an even share of the queue, so no worker runs everything while another waits.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,6 +65,9 @@ class BatchingOptions:
         model_workers: merged batches that may run at once, each on its own thread. The
             batcher does not touch torch's thread count: with ``n`` workers on CPU give
             torch ``cores // n`` threads (``lfm-retrieval serve`` does).
+        max_batch_tokens: a merged batch runs in slices of at most this many tokens,
+            oldest requests first, and each slice is answered as soon as it is done;
+            ``None``: the encoder's own token budget (``max_tokens_per_batch``).
     """
 
     enabled: bool = True
@@ -72,6 +75,7 @@ class BatchingOptions:
     max_batch_texts: int = 512
     max_queue_texts: int = 8192
     model_workers: int = 1
+    max_batch_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_wait_ms < 0:
@@ -79,6 +83,8 @@ class BatchingOptions:
         for name in ("max_batch_texts", "max_queue_texts", "model_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, not {self.max_batch_tokens}")
 
 
 @dataclass(frozen=True)
@@ -243,22 +249,19 @@ class EncodeBatcher:
             self._running[task] = batch
 
     async def _execute(self, batch: list[_Job]) -> None:
-        """Run one batch on a model thread and hand each job its outcome."""
+        """Run one batch on a model thread; each job gets its outcome as soon as it is ready."""
         assert self._worker_free is not None
         loop = asyncio.get_running_loop()
+
+        def deliver(outcomes: list[tuple[_Job, tuple[bool, Any]]]) -> None:
+            loop.call_soon_threadsafe(_settle, outcomes)
+
         try:
-            outcome = await loop.run_in_executor(self._executor, self._run, batch)
+            await loop.run_in_executor(self._executor, self._run, batch, deliver)
         finally:
             self._idle += 1
             self._worker_free.set()
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        for job, (ok, value) in zip(batch, outcome):
-            if job.future.done():
-                continue
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].future.done():
@@ -268,8 +271,8 @@ class EncodeBatcher:
     async def _gather(self) -> list[_Job]:
         """The oldest job and the queued jobs that can share its forward.
 
-        With several idle workers each batch takes an even share of the queue, so the
-        workers run side by side instead of one taking everything.
+        With several workers a batch takes at most an even share of the queue, so the
+        others (idle now or soon) find work instead of one worker taking everything.
         """
         first = self._queue[0]
         if first.kind is None or not self.options.enabled:
@@ -286,8 +289,8 @@ class EncodeBatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=left)
             except asyncio.TimeoutError:
                 break
-        if self._idle > 1:
-            limit = min(limit, -(-self._fill(first.kind) // self._idle))
+        if self.options.model_workers > 1:
+            limit = min(limit, -(-self._fill(first.kind) // self.options.model_workers))
         batch: list[_Job] = []
         kept: deque[_Job] = deque()
         texts = 0
@@ -314,36 +317,97 @@ class EncodeBatcher:
     def _fill(self, kind: tuple[Side, InputType]) -> int:
         return sum(len(j.texts) for j in self._queue if j.kind == kind and not j.future.done())
 
-    def _run(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        """On a model thread: one merged call; on failure each job alone, so one bad
-        request cannot fail the others."""
-        if batch[0].kind is None:
-            return [_attempt(batch[0].call)]  # type: ignore[arg-type]
-        side, input_type = batch[0].kind
+    def _run(self, batch: list[_Job], deliver: Callable[[list[tuple[_Job, Any]]], None]) -> None:
+        """On a model thread: the batch in slices of at most ``max_batch_tokens``, oldest
+        jobs first, each slice answered as soon as its forward is done (so a long merged
+        batch does not hold every request until its end)."""
+        first = batch[0]
+        if first.kind is None:
+            deliver([(first, _attempt(first.call))])  # type: ignore[arg-type]
+            return
+        side, input_type = first.kind
         encoder = self.encoders[side]
+        texts = [t for job in batch for t in job.texts]
+        ok, counts = _attempt(lambda: encoder.count_tokens(texts, input_type=input_type))
+        if not ok:
+            for job in batch:
+                deliver([(job, _attempt(partial(_encode, encoder, input_type, job.texts)))])
+            return
+        cap = self.options.max_batch_tokens or encoder.batching.max_tokens_per_batch
+        for part, part_counts in _slices(batch, counts, cap):
+            deliver(self._run_slice(encoder, side, input_type, part, part_counts))
+
+    def _run_slice(
+        self,
+        encoder: ServedEncoder,
+        side: Side,
+        input_type: InputType,
+        batch: list[_Job],
+        counts: TokenCounts,
+    ) -> list[tuple[_Job, tuple[bool, Any]]]:
+        """One merged call; on failure each job alone, so one bad request cannot fail the
+        others."""
         texts = [t for job in batch for t in job.texts]
         self.metrics.batch_texts.labels(side=side).observe(len(texts))
         self.metrics.batch_requests.labels(side=side).observe(len(batch))
-        ok, merged = _attempt(lambda: _encode(encoder, input_type, texts))
+        method = encoder.encode_queries if input_type == "query" else encoder.encode_documents
+        ok, vectors = _attempt(lambda: method(texts, show_progress=False))
         if not ok:
             if len(batch) == 1:
-                return [(False, merged)]
+                return [(batch[0], (False, vectors))]
             logger.warning(
-                "a merged batch failed (%s); running its %d requests one by one", merged, len(batch)
+                "a merged batch failed (%s); running its %d requests one by one",
+                vectors,
+                len(batch),
             )
-            return [_attempt(partial(_encode, encoder, input_type, job.texts)) for job in batch]
-        out: list[tuple[bool, Any]] = []
+            return [
+                (job, _attempt(partial(_encode, encoder, input_type, job.texts))) for job in batch
+            ]
+        out: list[tuple[_Job, tuple[bool, Any]]] = []
         start = 0
         for job in batch:
             end = start + len(job.texts)
-            counts = TokenCounts(
-                merged.counts.tokens[start:end],
-                [i - start for i in merged.counts.truncated if start <= i < end],
-            )
-            out.append((True, Encoded(merged.vectors[start:end], counts)))
+            mine = _counts_between(counts, start, end)
+            out.append((job, (True, Encoded(list(vectors[start:end]), mine))))
             start = end
-        self.metrics.tokens.labels(side=side, input_type=input_type).inc(sum(merged.counts.tokens))
+        self.metrics.tokens.labels(side=side, input_type=input_type).inc(sum(counts.tokens))
         return out
+
+
+def _slices(
+    batch: list[_Job], counts: TokenCounts, max_tokens: int
+) -> Iterator[tuple[list[_Job], TokenCounts]]:
+    """Consecutive runs of jobs of at most ``max_tokens`` tokens (a bigger job runs alone),
+    each with its share of ``counts``."""
+    part: list[_Job] = []
+    tokens = part_start = start = 0
+    for job in batch:
+        n = sum(counts.tokens[start : start + len(job.texts)])
+        if part and tokens + n > max_tokens:
+            yield part, _counts_between(counts, part_start, start)
+            part, tokens, part_start = [], 0, start
+        part.append(job)
+        tokens += n
+        start += len(job.texts)
+    if part:
+        yield part, _counts_between(counts, part_start, start)
+
+
+def _counts_between(counts: TokenCounts, start: int, end: int) -> TokenCounts:
+    return TokenCounts(
+        counts.tokens[start:end], [i - start for i in counts.truncated if start <= i < end]
+    )
+
+
+def _settle(outcomes: list[tuple[_Job, tuple[bool, Any]]]) -> None:
+    """On the loop: resolve each job's future (unless its request has gone)."""
+    for job, (ok, value) in outcomes:
+        if job.future.done():
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
 
 
 def _encode(encoder: ServedEncoder, input_type: InputType, texts: Sequence[str]) -> Encoded:

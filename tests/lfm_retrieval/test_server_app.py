@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from lfm_core import DenseEncoder, LateInteractionEncoder, TokenCounts
+from lfm_core import BatchingConfig, DenseEncoder, LateInteractionEncoder, TokenCounts
 from lfm_retrieval.server import (
     BatchingOptions,
     EncodeBatcher,
@@ -60,6 +60,7 @@ class SlowDense:
 
     model_name = "slow"
     dim = 2
+    batching = BatchingConfig()
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[list[str]] = []
@@ -632,3 +633,37 @@ def test_in_flight_requests_without_a_job_keep_the_batch_waiting() -> None:
         return waited
 
     assert run(main()) >= 0.25
+
+
+def test_a_long_merged_batch_answers_each_slice_as_it_is_done() -> None:
+    async def main() -> list[float]:
+        enc = SlowDense(delay_s=0.2)
+        options = BatchingOptions(max_wait_ms=50, max_batch_tokens=10)
+        batcher = EncodeBatcher({"dense": enc}, options, ServiceMetrics())  # type: ignore[dict-item]
+        await batcher.start()
+        t0 = time.perf_counter()
+        done: list[float] = []
+
+        async def one(texts: list[str]) -> None:
+            out = await batcher.encode("dense", "document", texts)
+            assert [v[0] for v in out.vectors] == [float(len(t)) for t in texts]
+            assert out.counts.tokens == [len(t) for t in texts]
+            done.append(time.perf_counter() - t0)
+
+        try:
+            # Tokens (SlowDense: characters) 4, 4, 4, 4, 12, 3: slices [4+4] [4+4] [12] [3].
+            await asyncio.gather(
+                *(one([t]) for t in ["aaaa", "bbbb", "cccc", "dddd", "e" * 12, "fff"])
+            )
+        finally:
+            await batcher.stop()
+        assert enc.calls == [["aaaa", "bbbb"], ["cccc", "dddd"], ["e" * 12], ["fff"]]
+        return sorted(done)
+
+    done = run(main())
+    assert done[1] < done[-1] - 0.3  # the first slice was answered well before the last
+
+
+def test_max_batch_tokens_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        BatchingOptions(max_batch_tokens=0)
