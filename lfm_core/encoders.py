@@ -256,7 +256,7 @@ class _Encoder:
         self.revision = revision
         # What a Qdrant collection records of the model that wrote it (lfm_qdrant).
         self.checkpoint_digest = checkpoint_digest
-        self.batching = batching or BatchingConfig()
+        self.batching = batching or BatchingConfig.for_device(self.device.type)
         self.tokenizer = tokenizer
         self._padded = isinstance(backbone, AutoModelBackbone)
         module: torch.nn.Module = backbone.to(device=self.device, dtype=self.dtype)
@@ -526,7 +526,8 @@ class DenseEncoder(_Encoder):
             model_name_or_path: hub id (``"LiquidAI/LFM2.5-Embedding-350M"``) or folder.
             device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
             dtype: ``"auto"`` (bfloat16 on CUDA, float32 elsewhere) or a dtype.
-            max_tokens_per_batch: token budget of one forward pass.
+            max_tokens_per_batch: token budget of one forward pass (default 2,048 on CPU,
+                8,192 on accelerators).
             max_batch_size: most texts in one forward pass.
             normalize: L2-normalize the vectors (default; cosine = dot product).
             revision: hub branch, tag or commit to pin.
@@ -550,7 +551,7 @@ class DenseEncoder(_Encoder):
             for m in loaded.modules
             if m.kind == "dense"
         ]
-        batching = BatchingConfig().replace(
+        batching = BatchingConfig.for_device(resolve_device(device).type).replace(
             max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
         )
         return cls(
@@ -759,7 +760,7 @@ class LateInteractionEncoder(_Encoder):
                 head.document_length, loaded.position_limit, "document_length", model_name_or_path
             ),
         )
-        batching = BatchingConfig().replace(
+        batching = BatchingConfig.for_device(resolve_device(device).type).replace(
             max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
         )
         return cls(

@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="a merged forward runs in slices of at most this many tokens, each answered when "
-        "done (default: 2048 on CPU, else the encoder's token budget of one forward)",
+        "done (default: the encoder's token budget of one forward: 2048 on CPU, 8192 on GPU)",
     )
     group.add_argument(
         "--max-queue-texts",
@@ -636,7 +636,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms,
             max_batch_texts=args.max_batch_texts,
             max_queue_texts=args.max_queue_texts,
-            max_batch_tokens=args.max_batch_tokens or _slice_tokens(dense or colbert),
+            max_batch_tokens=args.max_batch_tokens,
             model_workers=_model_workers(args.model_workers, dense or colbert),
         )
         config = ServiceConfig(api_key=api_key, limits=limits, batching=batching)
@@ -660,12 +660,6 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=args.access_log,
         )
     return 0
-
-
-def _slice_tokens(encoder: Any) -> int | None:
-    """``serve``'s default slice of a merged batch: 2,048 tokens on CPU, where bigger
-    forwards run no faster and answer later; elsewhere the encoder's own budget."""
-    return 2048 if encoder.device.type == "cpu" else None
 
 
 def _model_workers(requested: int | None, encoder: Any) -> int:
