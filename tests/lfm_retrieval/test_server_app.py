@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -669,3 +670,33 @@ def test_a_long_merged_batch_answers_each_slice_as_it_is_done() -> None:
 def test_max_batch_tokens_is_checked() -> None:
     with pytest.raises(ValueError, match="max_batch_tokens"):
         BatchingOptions(max_batch_tokens=0)
+
+
+def test_sliced_batches_on_two_workers_give_each_request_its_own_vectors(
+    tiny_dense: DenseEncoder,
+) -> None:
+    # Slices of at most 24 tokens: the 16 merged requests run as many forwards, spread over
+    # two model threads, and answered slice by slice.
+    config = ServiceConfig(
+        batching=BatchingOptions(max_wait_ms=50, max_batch_tokens=24, model_workers=2)
+    )
+    app = create_app(tiny_dense, None, config=config)
+    groups = [texts_of(i % 3 + 1, prefix=f"slice{i}") for i in range(16)]
+
+    async def main() -> tuple[list[httpx.Response], str]:
+        async with client_for(app) as client:
+            responses = await asyncio.gather(
+                *(client.post("/v1/embeddings", json={"input": g}) for g in groups)
+            )
+            return responses, (await client.get("/metrics")).text
+
+    responses, metrics = run(main())
+    calls = re.search(r'^lfm_batch_texts_count\{side="dense"\} (\S+)$', metrics, re.M)
+    assert calls is not None and float(calls.group(1)) >= 6  # sliced: many forwards
+    for group, response in zip(groups, responses):
+        assert response.status_code == 200, response.text
+        got = np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
+        np.testing.assert_allclose(got, tiny_dense.encode_documents(group), atol=1e-5)
+        assert response.json()["usage"]["prompt_tokens"] == sum(
+            tiny_dense.count_tokens(group, input_type="document").tokens
+        )
