@@ -700,3 +700,28 @@ def test_sliced_batches_on_two_workers_give_each_request_its_own_vectors(
         assert response.json()["usage"]["prompt_tokens"] == sum(
             tiny_dense.count_tokens(group, input_type="document").tokens
         )
+
+
+def test_serve_freezes_the_objects_alive_before_it_runs(
+    tiny_dense: DenseEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import uvicorn
+
+    from lfm_retrieval.server import serve
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(self: Any) -> None:
+        seen["frozen"] = gc.get_freeze_count()
+        seen["host"] = self.config.host
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    gc.unfreeze()
+    try:
+        serve(create_app(tiny_dense, None), host="127.0.0.1", port=0)
+    finally:
+        gc.unfreeze()  # the test process keeps collecting as before
+    # The models and the app are out of the collector's reach: no quarter-second full walks.
+    assert seen["frozen"] > 10_000 and seen["host"] == "127.0.0.1"
