@@ -1,7 +1,8 @@
 """`lfm-retrieval serve` under concurrent clients, side by side with Infinity.
 
 Three services answer the same client with the same texts, started together and measured
-in turn (interleaved, ``--rounds`` times, medians reported), each on 127.0.0.1:
+in turn (interleaved, ``--rounds`` times, each round starting with the next service,
+medians reported), each on 127.0.0.1:
 
 - ``ours``: ``lfm-retrieval serve`` with batching across requests (the default);
 - ``ours-unbatched``: the same with ``--no-batching`` (each request its own forward);
@@ -320,7 +321,10 @@ def report(
                 n = args.requests or max(8, clients * 2)
             runs: dict[str, list[Result]] = {s.name: [] for s in services}
             for r in range(args.rounds):
-                for service in services:
+                # Each round starts with another service: the first one measured in a round
+                # ran ~15 % slower at one client, whichever it was.
+                shift = r % len(services)
+                for service in services[shift:] + services[:shift]:
                     # Each round sends texts of its own (no round repeats another's).
                     bodies = make_bodies(texts, per, service.model, (r + 1) * n)
                     load(service, bodies[:clients], clients, min(clients, n))  # warm-up
