@@ -258,6 +258,9 @@ class EncodeBatcher:
 
         try:
             await loop.run_in_executor(self._executor, self._run, batch, deliver)
+        except Exception as error:  # a bug: fail this batch's requests, keep serving
+            logger.exception("a batch of %d requests failed outside the encoder", len(batch))
+            _settle([(job, (False, error)) for job in batch])
         finally:
             self._idle += 1
             self._worker_free.set()

@@ -725,3 +725,25 @@ def test_serve_freezes_the_objects_alive_before_it_runs(
         gc.unfreeze()  # the test process keeps collecting as before
     # The models and the app are out of the collector's reach: no quarter-second full walks.
     assert seen["frozen"] > 10_000 and seen["host"] == "127.0.0.1"
+
+
+def test_a_batch_that_breaks_outside_the_encoder_fails_its_requests_not_the_service() -> None:
+    class NoBudget(SlowDense):
+        batching = None  # type: ignore[assignment]  # _run reads batching.max_tokens_per_batch
+
+    async def main() -> None:
+        batcher = EncodeBatcher(
+            {"dense": NoBudget()}, BatchingOptions(max_wait_ms=0), ServiceMetrics()
+        )  # type: ignore[dict-item]
+        await batcher.start()
+        try:
+            with pytest.raises(AttributeError):
+                await asyncio.wait_for(batcher.encode("dense", "document", ["a"]), timeout=5)
+            assert batcher.running  # the next request is still taken
+            batcher.encoders["dense"].batching = BatchingConfig()  # type: ignore[union-attr]
+            out = await asyncio.wait_for(batcher.encode("dense", "document", ["bb"]), timeout=5)
+            assert out.vectors[0][0] == 2.0
+        finally:
+            await batcher.stop()
+
+    run(main())
