@@ -139,7 +139,6 @@ class EncodeBatcher:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._idle = options.model_workers  # workers not running a batch
         self._worker_free: asyncio.Event | None = None
         self._running: dict[asyncio.Task[None], list[_Job]] = {}
         self._in_flight = in_flight
@@ -148,7 +147,6 @@ class EncodeBatcher:
         """Start the worker task and the model threads (on the running loop)."""
         self._wake = asyncio.Event()
         self._worker_free = asyncio.Event()
-        self._idle = self.options.model_workers
         self._executor = ThreadPoolExecutor(
             max_workers=self.options.model_workers, thread_name_prefix="lfm-model"
         )
@@ -230,7 +228,7 @@ class EncodeBatcher:
     async def _serve(self) -> None:
         assert self._wake is not None and self._worker_free is not None
         while True:
-            if not self._idle:
+            if len(self._running) >= self.options.model_workers:
                 self._worker_free.clear()
                 await self._worker_free.wait()
                 continue
@@ -244,7 +242,6 @@ class EncodeBatcher:
                 continue
             self._queued -= sum(job.size for job in batch)
             self.metrics.queue_texts.set(self._queued)
-            self._idle -= 1
             task = asyncio.create_task(self._execute(batch), name="lfm-batch")
             self._running[task] = batch
 
@@ -262,9 +259,8 @@ class EncodeBatcher:
             logger.exception("a batch of %d requests failed outside the encoder", len(batch))
             _settle([(job, (False, error)) for job in batch])
         finally:
-            self._idle += 1
-            self._worker_free.set()
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._worker_free.set()
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].future.done():
@@ -334,7 +330,7 @@ class EncodeBatcher:
         ok, counts = _attempt(lambda: encoder.count_tokens(texts, input_type=input_type))
         if not ok:
             for job in batch:
-                deliver([(job, _attempt(partial(_encode, encoder, input_type, job.texts)))])
+                deliver(_each_alone(encoder, input_type, [job]))
             return
         cap = self.options.max_batch_tokens or encoder.batching.max_tokens_per_batch
         for part, part_counts in _slices(batch, counts, cap):
@@ -363,9 +359,7 @@ class EncodeBatcher:
                 vectors,
                 len(batch),
             )
-            return [
-                (job, _attempt(partial(_encode, encoder, input_type, job.texts))) for job in batch
-            ]
+            return _each_alone(encoder, input_type, batch)
         out: list[tuple[_Job, tuple[bool, Any]]] = []
         start = 0
         for job in batch:
@@ -375,6 +369,13 @@ class EncodeBatcher:
             start = end
         self.metrics.tokens.labels(side=side, input_type=input_type).inc(sum(counts.tokens))
         return out
+
+
+def _each_alone(
+    encoder: ServedEncoder, input_type: InputType, batch: list[_Job]
+) -> list[tuple[_Job, tuple[bool, Any]]]:
+    """Each job on its own call, so one bad request cannot fail the others."""
+    return [(job, _attempt(partial(_encode, encoder, input_type, job.texts))) for job in batch]
 
 
 def _slices(
