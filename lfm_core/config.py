@@ -210,8 +210,8 @@ class BatchingConfig:
         """The defaults for a device: a 2,048-token budget on CPU, 8,192 on accelerators.
 
         On CPU a bigger forward spills the caches and runs no faster: all-MiniLM-L6-v2
-        documents ran 1.4x faster at 2,048 than at 8,192 tokens per forward on 2 EPYC cores,
-        the LFM2.5 350M config 7-9 % faster (docs/benchmarks.md). A GPU wants big forwards.
+        documents ran 1.4x faster at 2,048 than at 8,192 tokens per forward on 2 EPYC cores
+        (benchmarks/bench_cpu_serving.py); the LFM2.5 350M config no slower (docs/benchmarks.md). A GPU wants big forwards.
         """
         return cls(max_tokens_per_batch=2048 if device_type == "cpu" else 8192)
 

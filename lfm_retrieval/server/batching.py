@@ -12,7 +12,8 @@ once, each on its own thread. One worker suits a GPU (two forwards on one device
 contend). On CPU two workers, each with half the cores as torch threads, beat one worker
 with all of them: a forward over a few short texts is mostly serial work (tokenizing,
 dispatch), which a second batch fills in (all-MiniLM-L6-v2 on 2 cores: 32 queries at once
-run 1.9x faster as two 1-thread forwards than as one 2-thread forward). A batch takes at
+run at 563/s as two 1-thread forwards, 408/s as one 2-thread forward;
+``python -m benchmarks.bench_cpu_serving``). A batch takes at
 most an even share of the queue, so no worker runs everything while another waits.
 """
 

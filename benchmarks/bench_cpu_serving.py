@@ -1,0 +1,108 @@
+"""The CPU facts behind `serve`'s defaults, measured in one process with all-MiniLM-L6-v2.
+
+1. Model workers: 32 queries per forward, as one forward with 2 torch threads, as two
+   forwards side by side (two Python threads, 1 torch thread each), and one 1-thread forward.
+2. Token budget: 128 SciFact documents encoded with ``max_tokens_per_batch`` 8,192 / 2,048 /
+   1,024, with 1 and 2 torch threads (best of 2).
+3. The garbage collector: one full ``gc.collect()`` with the model and the service loaded,
+   before and after ``gc.freeze()``.
+
+Usage::
+
+    python -m benchmarks.bench_cpu_serving
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import threading
+import time
+
+import torch
+
+from benchmarks.bench_server import queries_and_docs
+from benchmarks.harness import _minilm_dir
+from lfm_core import DenseEncoder
+
+
+def workers(encoder: DenseEncoder, queries: list[str], rounds: int = 12, batch: int = 32) -> None:
+    print(f"\n## {batch} queries per forward, {rounds} forwards per thread")
+    for threads, intra in ((1, 2), (2, 1), (1, 1)):
+        torch.set_num_threads(intra)
+        encoder.encode_documents(queries[:batch])
+
+        def work(k: int) -> None:
+            for r in range(rounds):
+                start = ((k * rounds + r) * batch) % (len(queries) - batch)
+                encoder.encode_documents(queries[start : start + batch], show_progress=False)
+
+        pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        t0 = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        rate = threads * rounds * batch / (time.perf_counter() - t0)
+        print(f"{threads} forward(s) at once x {intra} torch thread(s): {rate:.0f} queries/s")
+
+
+def budgets(folder: str, docs: list[str]) -> None:
+    print(f"\n## {len(docs)} documents, best of 2")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for budget in (8192, 2048, 1024):
+            encoder = DenseEncoder.from_pretrained(
+                folder, device="cpu", max_tokens_per_batch=budget
+            )
+            encoder.encode_documents(docs[:16])
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                encoder.encode_documents(docs, show_progress=False)
+                times.append(time.perf_counter() - t0)
+            print(
+                f"{threads} thread(s), {budget} tokens per forward: {len(docs) / min(times):.1f} docs/s"
+            )
+
+
+def collector(encoder: DenseEncoder) -> None:
+    from lfm_retrieval.server import create_app
+
+    app = create_app(encoder, None)
+    print(
+        f"\n## gc with the model and the service loaded ({len(gc.get_objects())} tracked objects)"
+    )
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - t0) * 1000)
+    print(f"full collection: {statistics.median(times):.0f} ms (median of 3)")
+    gc.freeze()
+    t0 = time.perf_counter()
+    gc.collect()
+    print(f"after gc.freeze(): {(time.perf_counter() - t0) * 1000:.2f} ms")
+    gc.unfreeze()
+    del app
+
+
+def main() -> None:
+    folder = str(_minilm_dir())
+    queries, docs = queries_and_docs(600)
+    print(
+        f"# bench_cpu_serving: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}"
+    )
+    default_threads = torch.get_num_threads()
+    encoder = DenseEncoder.from_pretrained(folder, device="cpu")
+    workers(encoder, queries)
+    budgets(folder, docs[:128])
+    torch.set_num_threads(default_threads)
+    collector(encoder)
+
+
+if __name__ == "__main__":
+    main()
