@@ -1,5 +1,6 @@
-"""In-process queries/s of a transformers model (all-MiniLM-L6-v2): the padded-batch cap and
-oneDNN packing, each switched off and on.
+"""In-process queries/s of a transformers model (all-MiniLM-L6-v2): transformers' padded
+forward (with and without the padded-batch cap and oneDNN packing) against the packed
+forward of ``lfm_core.modeling_bert``, the default since 2026-12-02.
 
 The queries are the ones ``bench_server`` sends (the first words of SciFact titles, 11-26
 tokens). For each setting it prints queries/s encoding 1 query at a time and 64 at once
@@ -19,6 +20,7 @@ import statistics
 import sys
 import time
 
+import lfm_core.backbones as backbones
 import lfm_core.batching as batching
 import lfm_core.encoders as encoders
 from benchmarks.bench_server import queries_and_docs
@@ -44,20 +46,25 @@ def main() -> int:
         f"# bench_padded: all-MiniLM-L6-v2, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, python {platform.python_version()}"
     )
-    print(f"{'padding cap':<13}{'oneDNN':<8}{'1 query/s':>11}{'64 queries/s':>14}")
-    for capped, packed in ((False, False), (True, False), (True, True)):
+    print(f"{'layout':<8}{'padding cap':<13}{'oneDNN':<8}{'1 query/s':>11}{'64 queries/s':>14}")
+    runs_packed = backbones.runs_packed
+    settings = [("padded", False, False), ("padded", True, False), ("padded", True, True)]
+    for layout, capped, packed in [*settings, ("packed", False, True)]:
         batching._MAX_PADDING = cap if capped else math.inf
         encoders.pack_linears_checked = pack if packed else (lambda module, probe: 0)
+        if layout == "padded":
+            backbones.runs_packed = lambda model: False
         try:
             encoder = DenseEncoder.from_pretrained(_minilm_dir(), device="cpu")
+            assert encoder.backbone.padded == (layout == "padded")
             one = statistics.median(rate(encoder, queries[i : i + 1]) for i in range(8))
             many = rate(encoder, queries[:64])
         finally:
             batching._MAX_PADDING = cap
             encoders.pack_linears_checked = pack
-        print(
-            f"{'on' if capped else 'off':<13}{'on' if packed else 'off':<8}{one:>11.1f}{many:>14.1f}"
-        )
+            backbones.runs_packed = runs_packed
+        cap_shown = "-" if layout == "packed" else ("on" if capped else "off")
+        print(f"{layout:<8}{cap_shown:<13}{'on' if packed else 'off':<8}{one:>11.1f}{many:>14.1f}")
     return 0
 
 

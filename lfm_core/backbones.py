@@ -2,7 +2,8 @@
 
 ``Lfm2Backbone`` is our own bidirectional LFM2 (no remote code); ``AutoModelBackbone``
 serves every other sentence-transformers / PyLate checkpoint through transformers'
-``AutoModel`` (BERT, XLM-R, ...), padding per batch because those models want it.
+``AutoModel``: BERT, RoBERTa and XLM-R run packed on the model's own modules
+(:mod:`.modeling_bert`), any other architecture padded per batch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from .config import Lfm2Config
 from .errors import CheckpointError
 from .loading import load_weights, read_json, read_json_object, strip_prefix
+from .modeling_bert import packed_forward, runs_packed
 from .modeling_lfm2 import Lfm2Model
 
 __all__ = ["AutoModelBackbone", "Backbone", "Lfm2Backbone", "load_backbone"]
@@ -33,6 +35,7 @@ class Backbone(Protocol):
 
     hidden_size: int
     pad_token_id: int
+    padded: bool  # runs padded batches: the token budget counts the padding
     bos_token_id: int | None
     eos_token_id: int | None
 
@@ -53,6 +56,7 @@ class Lfm2Backbone(nn.Module):
         self.model = model
         self.hidden_size = config.hidden_size
         self.pad_token_id = config.pad_token_id
+        self.padded = False
         self.bos_token_id: int | None = config.bos_token_id
         self.eos_token_id: int | None = config.eos_token_id
 
@@ -114,11 +118,16 @@ def _raise_if_mismatched(
 
 
 class AutoModelBackbone(nn.Module):
-    """A transformers ``AutoModel`` (no remote code) behind the packed interface."""
+    """A transformers ``AutoModel`` (no remote code) behind the packed interface.
+
+    BERT, RoBERTa and XLM-R encoders run on the packed tokens (:mod:`.modeling_bert`);
+    other models get a padded batch and their padding is dropped from the output.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.padded = not runs_packed(model)
         cfg: Any = model.config
         self.hidden_size = int(cfg.hidden_size)
         self.pad_token_id = int(cfg.pad_token_id or 0)
@@ -167,6 +176,8 @@ class AutoModelBackbone(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, key_mask: torch.Tensor | None
     ) -> torch.Tensor:
+        if not self.padded:
+            return packed_forward(self.model, input_ids, cu_seqlens, key_mask)
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
         batch, longest = len(lengths), int(lengths.max())
         rows = torch.repeat_interleave(torch.arange(batch, device=input_ids.device), lengths)

@@ -3,7 +3,8 @@
 Both share one pipeline: validate -> tokenize (next chunk prefetched in a thread) ->
 plan batches by token budget -> packed forward (out-of-memory splits the batch) -> head.
 A text's vectors never depend on the other texts of its batch: sequences are packed,
-not padded, so nothing of a neighbour reaches the convolution or the attention.
+not padded, so nothing of a neighbour reaches the convolution or the attention. (Models
+other than LFM2 and the BERT family run padded in transformers, within float rounding.)
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ class _Encoder:
         self.checkpoint_digest = checkpoint_digest
         self.batching = batching or BatchingConfig.for_device(self.device.type)
         self.tokenizer = tokenizer
-        self._padded = isinstance(backbone, AutoModelBackbone)
+        self._padded = backbone.padded
         module: torch.nn.Module = backbone.to(device=self.device, dtype=self.dtype)
         if quantize not in (None, "int8"):
             raise ValueError(f"unknown quantize {quantize!r}; supported: None, 'int8'")
@@ -267,7 +268,7 @@ class _Encoder:
         elif not compile and self.device.type == "cpu" and self.dtype == torch.float32:
             # Same vectors within 1e-6; LFM2: 1.15-1.3x faster documents, 1.9x faster
             # queries; MiniLM: 1.4x faster single queries (docs/benchmarks.md).
-            if self._padded:
+            if isinstance(backbone, AutoModelBackbone):
                 # A transformers model may read a linear's ``.weight``: packing is kept only
                 # if a probe forward agrees with the unpacked one.
                 probe = _probe_inputs(self.device)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfm_core import DenseEncoder, LateInteractionEncoder, modeling_lfm2
+from lfm_core import DenseEncoder, LateInteractionEncoder, modeling_lfm2, packing
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,13 +58,11 @@ def test_cuda_colbert_packed_equals_alone_in_float32(tiny_colbert_dir, monkeypat
         np.testing.assert_allclose(vectors, enc.encode_documents([text])[0], atol=1e-5)
 
 
-@pytest.mark.skipif(
-    modeling_lfm2._flash_attn_varlen() is None, reason="flash-attn is not installed"
-)
+@pytest.mark.skipif(packing.flash_attn_varlen() is None, reason="flash-attn is not installed")
 def test_flash_attention_matches_sdpa_in_bfloat16(tiny_dense_dir, monkeypatch) -> None:
     enc = DenseEncoder.from_pretrained(tiny_dense_dir, device="cuda")
     flash = enc.encode_documents(TEXTS)
-    monkeypatch.setattr(modeling_lfm2, "_flash_applies", lambda hidden: False)
+    monkeypatch.setattr(modeling_lfm2, "flash_applies", lambda hidden: False)
     sdpa = enc.encode_documents(TEXTS)
     cos = _cos(flash, sdpa)
     assert cos.min() >= 0.999, cos.min()

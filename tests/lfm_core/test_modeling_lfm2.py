@@ -15,7 +15,8 @@ import transformers
 
 from lfm_core.config import Lfm2Config
 from lfm_core.errors import InputError
-from lfm_core.modeling_lfm2 import Lfm2Model, PackedBatch
+from lfm_core.modeling_lfm2 import Lfm2Model
+from lfm_core.packing import PackedBatch
 
 TINY = Lfm2Config(
     vocab_size=512,
