@@ -2,6 +2,7 @@
 
 1. Model workers: 32 queries per forward, as one forward with 2 torch threads, as two
    forwards side by side (two Python threads, 1 torch thread each), and one 1-thread forward.
+   Then queries/s by queries per forward (1, 8, 16, 32) on one torch thread.
 2. Token budget: 128 SciFact documents encoded with ``max_tokens_per_batch`` 8,192 / 2,048 /
    1,024, with 1 and 2 torch threads (best of 2).
 3. The garbage collector: one full ``gc.collect()`` with the model and the service loaded,
@@ -15,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import gc
+import math
 import os
 import platform
 import statistics
@@ -47,6 +49,22 @@ def workers(encoder: DenseEncoder, queries: list[str], rounds: int = 12, batch: 
             t.join()
         rate = threads * rounds * batch / (time.perf_counter() - t0)
         print(f"{threads} forward(s) at once x {intra} torch thread(s): {rate:.0f} queries/s")
+
+
+def per_forward(encoder: DenseEncoder, queries: list[str], total: int = 512) -> None:
+    """What merging saves: queries/s on one torch thread (a ``serve`` worker's setting) by
+    queries per call; a batched service can gain at most this over an unbatched one."""
+    print(f"\n## queries per forward, one torch thread, {total} queries, best of 3")
+    torch.set_num_threads(1)
+    for batch in (1, 8, 16, 32):
+        encoder.encode_documents(queries[:batch])
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for start in range(0, total, batch):
+                encoder.encode_documents(queries[start : start + batch], show_progress=False)
+            best = min(best, time.perf_counter() - t0)
+        print(f"{batch:>3} per forward: {total / best:.0f} queries/s")
 
 
 def budgets(folder: str, docs: list[str]) -> None:
@@ -99,6 +117,7 @@ def main() -> None:
     default_threads = torch.get_num_threads()
     encoder = DenseEncoder.from_pretrained(folder, device="cpu")
     workers(encoder, queries)
+    per_forward(encoder, queries)
     budgets(folder, docs[:128])
     torch.set_num_threads(default_threads)
     collector(encoder)

@@ -13,7 +13,9 @@ medians reported), each on 127.0.0.1:
 The client: one thread per concurrent client, each with its own keep-alive
 ``http.client`` connection, sending OpenAI ``/embeddings`` requests with one query
 (``query``) or 8 documents (``docs``). It prints requests/s, texts/s and p50/p99 latency
-per service and level, and the ratios the issue asks for.
+per service and level, the CPU time per request of the service and of the client (they
+share the machine's cores; the service's figure is its main process, from /proc), and the
+ratios the issue asks for.
 
 ``--model lfm2-dense`` serves a random-weight LFM2.5-Embedding-350M (the real config from
 ``../shared/data``) and also compares the service's tokens/s with in-process
@@ -66,10 +68,21 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    service_cpu_s: float | None  # CPU time the service's process used during the load
+    client_cpu_s: float  # CPU time this (client) process used during the load
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    def cpu_ms(self) -> str:
+        """CPU per request, service + client (ms): both share this machine's cores."""
+        service = (
+            "?"
+            if self.service_cpu_s is None
+            else f"{self.service_cpu_s / self.requests * 1000:.1f}"
+        )
+        return f"{service}+{self.client_cpu_s / self.requests * 1000:.1f}"
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -80,6 +93,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (its threads included), from /proc."""
+    try:
+        # Fields after the command name, which is in parentheses: utime and stime are the
+        # 14th and 15th fields of the line.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(name: str, cmd: list[str], port: int, path: str, model: str, health: str) -> Service:
@@ -152,13 +176,29 @@ def load(service: Service, bodies: list[bytes], clients: int, n_requests: int) -
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
+    service_before = cpu_seconds(service.proc.pid)
+    client_before = time.process_time()
     barrier.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - t0
+    client_cpu = time.process_time() - client_before
+    service_after = cpu_seconds(service.proc.pid)
+    service_cpu = (
+        None if service_before is None or service_after is None else service_after - service_before
+    )
     per = json.loads(bodies[0])["input"]
-    return Result(n_requests, n_requests * len(per), tokens, seconds, latencies, errors)
+    return Result(
+        n_requests,
+        n_requests * len(per),
+        tokens,
+        seconds,
+        latencies,
+        errors,
+        service_cpu,
+        client_cpu,
+    )
 
 
 def make_bodies(texts: list[str], per_request: int, model: str, count: int) -> list[bytes]:
@@ -333,7 +373,8 @@ def report(
                 f"\n## {workload}, {clients} concurrent client(s), {n} requests x {args.rounds} rounds"
             )
             print(
-                f"{'service':<16}{'req/s':>9}{'texts/s':>10}{'tok/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+                f"{'service':<16}{'req/s':>9}{'texts/s':>10}{'tok/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+                f"{'errors':>8}  cpu ms/req (service+client)"
             )
             for service in services:
                 results = runs[service.name]
@@ -343,7 +384,7 @@ def report(
                     f"{statistics.median(x.tokens / x.seconds for x in results):>9.0f}"
                     f"{statistics.median(x.pct(0.5) for x in results):>9.1f}"
                     f"{statistics.median(x.pct(0.99) for x in results):>9.1f}"
-                    f"{sum(x.errors for x in results):>8}"
+                    f"{sum(x.errors for x in results):>8}  {_median_result(results).cpu_ms()}"
                 )
             # The ratios of the medians printed above.
             rps = {name: statistics.median(x.rps for x in rs) for name, rs in runs.items()}
@@ -354,6 +395,11 @@ def report(
                         f"ours / {peer}: {rps['ours'] / rps[peer]:.2f}x requests/s, "
                         f"p99 {p99['ours']:.0f} vs {p99[peer]:.0f} ms"
                     )
+
+
+def _median_result(results: list[Result]) -> Result:
+    """The round with the median requests/s."""
+    return sorted(results, key=lambda x: x.rps)[len(results) // 2]
 
 
 def in_process_tokens(folder: Path, docs: list[str]) -> None:
