@@ -40,6 +40,8 @@ def runs_packed(model: nn.Module) -> bool:
     ):
         return False
     cfg: Any = model.config
+    if _POSITIONS[type(model).__name__] == "after_pad" and cfg.pad_token_id is None:
+        return False  # positions count from the pad id: without one, leave it to transformers
     return (
         not getattr(cfg, "is_decoder", False)
         and not getattr(cfg, "add_cross_attention", False)

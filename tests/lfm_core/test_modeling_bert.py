@@ -137,6 +137,9 @@ def test_a_sequence_with_no_visible_key_is_refused() -> None:
 def test_models_the_packed_path_does_not_cover_stay_padded() -> None:
     assert not runs_packed(build("bert", is_decoder=True))
     assert not runs_packed(build("bert", position_embedding_type="relative_key"))
+    no_pad = build("roberta")
+    no_pad.config.pad_token_id = None
+    assert not runs_packed(no_pad)
 
     class Custom(BertModel):  # a subclass may change the forward
         pass
