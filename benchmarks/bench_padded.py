@@ -1,6 +1,7 @@
 """In-process queries/s of a transformers model (all-MiniLM-L6-v2): transformers' padded
 forward (with and without the padded-batch cap and oneDNN packing) against the packed
-forward of ``lfm_core.modeling_bert``, the default since 2026-12-02.
+forward of ``lfm_core.modeling_bert``, the default since 2026-12-02; then how many rows
+the padded layout computes per real token.
 
 The queries are the ones ``bench_server`` sends (the first words of SciFact titles, 11-26
 tokens). For each setting it prints queries/s encoding 1 query at a time and 64 at once
@@ -38,6 +39,24 @@ def rate(encoder: DenseEncoder, texts: list[str]) -> float:
     return len(texts) / statistics.median(times)
 
 
+def padding(encoder: DenseEncoder, queries: list[str]) -> None:
+    """Padded rows per real token of the padded layout, for calls of 8, 16 and 32 queries."""
+    lengths = encoder.count_tokens(queries, input_type="document").tokens
+    for per_call in (8, 16, 32):
+        real = padded = 0
+        for start in range(0, len(lengths) - per_call + 1, per_call):
+            part = lengths[start : start + per_call]
+            plan = batching.plan_batches(
+                part,
+                max_tokens=encoder.batching.max_tokens_per_batch,
+                max_batch_size=encoder.batching.max_batch_size,
+                padded=True,
+            )
+            real += sum(part)
+            padded += sum(len(b) * max(part[i] for i in b) for b in plan)
+        print(f"padded layout, {per_call} queries per call: {padded / real:.2f} rows per token")
+
+
 def main() -> int:
     queries, _ = queries_and_docs(600)
     cap = batching._MAX_PADDING
@@ -65,6 +84,7 @@ def main() -> int:
             backbones.runs_packed = runs_packed
         cap_shown = "-" if layout == "packed" else ("on" if capped else "off")
         print(f"{layout:<8}{cap_shown:<13}{'on' if packed else 'off':<8}{one:>11.1f}{many:>14.1f}")
+    padding(encoder, queries)
     return 0
 
 
