@@ -3,9 +3,8 @@
 transformers pads a batch to its longest text, and on short texts much of every linear
 layer's work is padding: calls of 8 to 32 all-MiniLM-L6-v2 queries of 11 to 31 tokens,
 batched by length, compute 1.23 to 1.35 rows per real token (benchmarks/bench_padded.py).
-Here the model's own
-modules, loaded by ``AutoModel`` with their weights untouched, run on the packed tokens
-(:mod:`.packing`): the embeddings, then per layer the query, key and value projections,
+Here the model's own modules, loaded by ``AutoModel`` with their weights untouched, run on
+the packed tokens (:mod:`.packing`): the embeddings, then per layer the query, key and value projections,
 attention inside each sequence (only the attention products see a padded copy), and the
 layer's output blocks. The model's forward, its mask building and its wrappers are not
 called; what each module computes is the same, so the vectors match the padded model's
