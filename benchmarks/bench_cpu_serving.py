@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import gc
-import math
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import torch
 
 from benchmarks.bench_server import queries_and_docs
 from benchmarks.harness import _minilm_dir
+from benchmarks.measure import latencies
 from lfm_core import DenseEncoder
 
 
@@ -61,13 +61,12 @@ def per_forward(encoder: DenseEncoder, queries: list[str], total: int = 512) -> 
     torch.set_num_threads(1)
     queries = [queries[i % len(queries)] for i in range(total)]
     for batch in (1, 8, 16, 32):
-        encoder.encode_documents(queries[:batch])
-        best = math.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
+
+        def all_queries(batch: int = batch) -> None:
             for start in range(0, total, batch):
                 encoder.encode_documents(queries[start : start + batch], show_progress=False)
-            best = min(best, time.perf_counter() - t0)
+
+        best = min(latencies(all_queries, "cpu", warmup=1, reps=3))
         print(f"{batch:>3} per forward: {total / best:.0f} queries/s")
 
 
@@ -125,12 +124,12 @@ def budgets(folder: str, docs: list[str]) -> None:
             encoder = DenseEncoder.from_pretrained(
                 folder, device="cpu", max_tokens_per_batch=budget
             )
-            encoder.encode_documents(docs[:16])
-            times = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                encoder.encode_documents(docs, show_progress=False)
-                times.append(time.perf_counter() - t0)
+            times = latencies(
+                lambda encoder=encoder: encoder.encode_documents(docs, show_progress=False),
+                "cpu",
+                warmup=1,
+                reps=2,
+            )
             print(
                 f"{threads} thread(s), {budget} tokens per forward: {len(docs) / min(times):.1f} docs/s"
             )

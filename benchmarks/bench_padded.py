@@ -19,23 +19,18 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import lfm_core.backbones as backbones
 import lfm_core.batching as batching
 import lfm_core.encoders as encoders
 from benchmarks.bench_server import queries_and_docs
 from benchmarks.harness import _minilm_dir
+from benchmarks.measure import latencies
 from lfm_core import DenseEncoder
 
 
 def rate(encoder: DenseEncoder, texts: list[str]) -> float:
-    encoder.encode_documents(texts)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        encoder.encode_documents(texts)
-        times.append(time.perf_counter() - t0)
+    times = latencies(lambda: encoder.encode_documents(texts), "cpu", warmup=1, reps=5)
     return len(texts) / statistics.median(times)
 
 

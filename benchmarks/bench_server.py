@@ -407,17 +407,15 @@ def in_process_tokens(folder: Path, docs: list[str]) -> None:
     from lfm_core import DenseEncoder
 
     encoder = DenseEncoder.from_pretrained(folder, device="cpu")
-    texts = docs
-    encoder.encode_documents(texts[:8])
-    tokens = sum(encoder.count_tokens(texts, input_type="document").tokens)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        encoder.encode_documents(texts, show_progress=False)
-        times.append(time.perf_counter() - t0)
+    from benchmarks.measure import latencies
+
+    tokens = sum(encoder.count_tokens(docs, input_type="document").tokens)
+    times = latencies(
+        lambda: encoder.encode_documents(docs, show_progress=False), "cpu", warmup=1, reps=3
+    )
     print(
         f"\nin-process encode_documents: {tokens / statistics.median(times):.0f} tokens/s "
-        f"({len(texts)} documents, {tokens} tokens, median of 3)"
+        f"({len(docs)} documents, {tokens} tokens, median of 3)"
     )
 
 

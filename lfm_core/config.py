@@ -211,7 +211,8 @@ class BatchingConfig:
 
         On CPU a bigger forward spills the caches and runs no faster: all-MiniLM-L6-v2
         documents ran 1.4x faster at 2,048 than at 8,192 tokens per forward on 2 EPYC cores
-        (benchmarks/bench_cpu_serving.py); the LFM2.5 350M config no slower (docs/benchmarks.md). A GPU wants big forwards.
+        (benchmarks/bench_cpu_serving.py); the LFM2.5 350M config no slower
+        (docs/benchmarks.md). A GPU wants big forwards.
         """
         return cls(max_tokens_per_batch=2048 if device_type == "cpu" else 8192)
 

@@ -259,7 +259,6 @@ class _Encoder:
         self.checkpoint_digest = checkpoint_digest
         self.batching = batching or BatchingConfig.for_device(self.device.type)
         self.tokenizer = tokenizer
-        self._padded = backbone.padded
         module: torch.nn.Module = backbone.to(device=self.device, dtype=self.dtype)
         if quantize not in (None, "int8"):
             raise ValueError(f"unknown quantize {quantize!r}; supported: None, 'int8'")
@@ -308,7 +307,7 @@ class _Encoder:
                     [len(ids) for ids in prep.ids],
                     max_tokens=self.batching.max_tokens_per_batch,
                     max_batch_size=self.batching.max_batch_size,
-                    padded=self._padded,
+                    padded=self.backbone.padded,
                 )
                 run_batch: Callable[[list[int]], list[Out]] = partial(
                     self._forward, prep=prep, head=head

@@ -20,7 +20,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .packing import PackedBatch, check_tokens, checked_bounds, flash_applies, packed_attention
+from .packing import (
+    PackedBatch,
+    check_tokens,
+    checked_bounds,
+    flash_applies,
+    packed_attention,
+    sequence_ids_from_cu_seqlens,
+)
 
 __all__ = ["packed_forward", "runs_packed"]
 
@@ -108,7 +115,6 @@ def _position_ids(model: nn.Module, input_ids: Tensor, batch: PackedBatch) -> Te
     real = input_ids.ne(pad).long()
     seen = real.cumsum(0)
     starts = batch.cu_seqlens[:-1].long()
-    before = (seen[starts] - real[starts]).repeat_interleave(
-        batch.cu_seqlens.diff().long(), output_size=input_ids.shape[0]
-    )
+    seq_ids = sequence_ids_from_cu_seqlens(batch.cu_seqlens, input_ids.shape[0])
+    before = (seen[starts] - real[starts])[seq_ids]  # non-pad tokens of earlier sequences
     return (seen - before) * real + pad

@@ -60,9 +60,9 @@ def serve(
     import uvicorn
 
     # The models, torch and FastAPI leave ~411k long-lived objects; a full collection walks
-    # them all with the GIL held (233 ms with MiniLM loaded, benchmarks/bench_cpu_serving.py: every request in flight and
-    # both model threads stall, the p99 of the next run's tail). Frozen objects are never
-    # walked; what requests allocate is still collected.
+    # them all with the GIL held (233 ms with MiniLM loaded, benchmarks/bench_cpu_serving.py):
+    # every request in flight and both model threads stall, the p99 of the next run's tail.
+    # Frozen objects are never walked; what requests allocate is still collected.
     gc.collect()
     gc.freeze()
     config = uvicorn.Config(

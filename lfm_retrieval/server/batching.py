@@ -350,8 +350,9 @@ class EncodeBatcher:
         texts = [t for job in batch for t in job.texts]
         self.metrics.batch_texts.labels(side=side).observe(len(texts))
         self.metrics.batch_requests.labels(side=side).observe(len(batch))
-        method = encoder.encode_queries if input_type == "query" else encoder.encode_documents
-        ok, vectors = _attempt(lambda: method(texts, show_progress=False))
+        ok, vectors = _attempt(
+            lambda: _encoder_method(encoder, input_type)(texts, show_progress=False)
+        )
         if not ok:
             if len(batch) == 1:
                 return [(batch[0], (False, vectors))]
@@ -417,9 +418,12 @@ def _settle(outcomes: list[tuple[_Job, tuple[bool, Any]]]) -> None:
 
 def _encode(encoder: ServedEncoder, input_type: InputType, texts: Sequence[str]) -> Encoded:
     counts = encoder.count_tokens(texts, input_type=input_type)
-    method = encoder.encode_queries if input_type == "query" else encoder.encode_documents
-    vectors = method(list(texts), show_progress=False)
+    vectors = _encoder_method(encoder, input_type)(list(texts), show_progress=False)
     return Encoded(list(vectors), counts)
+
+
+def _encoder_method(encoder: ServedEncoder, input_type: InputType) -> Callable[..., Any]:
+    return encoder.encode_queries if input_type == "query" else encoder.encode_documents
 
 
 def _attempt(fn: Callable[[], Any]) -> tuple[bool, Any]:

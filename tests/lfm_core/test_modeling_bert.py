@@ -75,11 +75,16 @@ def padded_reference(
     return [hidden[i, : len(s)] for i, s in enumerate(seqs)]
 
 
+def end_to_end(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, cu_seqlens)`` of ``seqs`` packed."""
+    ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
+    return ids, torch.tensor([0, *accumulate(len(s) for s in seqs)], dtype=torch.int32)
+
+
 def packed(
     model: torch.nn.Module, seqs: list[list[int]], keys: list[list[bool]] | None = None
 ) -> list[torch.Tensor]:
-    ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
-    cu = torch.tensor([0, *accumulate(len(s) for s in seqs)], dtype=torch.int32)
+    ids, cu = end_to_end(seqs)
     key_mask = None if keys is None else torch.tensor([k for ks in keys for k in ks])
     with torch.inference_mode():
         hidden = packed_forward(model, ids, cu, key_mask)
@@ -159,10 +164,8 @@ def test_the_backbone_gives_the_same_states_either_way(padded: bool) -> None:
     backbone = AutoModelBackbone(model)
     backbone.padded = padded
     seqs = sequences(model.config.pad_token_id, [4, 11, 7])
-    ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
-    cu = torch.tensor([0, *accumulate(len(s) for s in seqs)], dtype=torch.int32)
     with torch.inference_mode():
-        got = backbone(ids, cu, None)
+        got = backbone(*end_to_end(seqs), None)
     want = torch.cat(padded_reference(model, seqs))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
