@@ -266,7 +266,8 @@ class _Encoder:
             module = _quantize_int8(module, self.device)
         elif not compile and self.device.type == "cpu" and self.dtype == torch.float32:
             # Same vectors within 1e-6; LFM2: 1.15-1.3x faster documents, 1.9x faster
-            # queries; MiniLM: 1.4x faster single queries (docs/benchmarks.md).
+            # queries; MiniLM: 1.4x faster single queries (docs/benchmarks.md). Products
+            # of many rows keep F.linear where the CPU runs it faster (timed at load).
             if isinstance(backbone, AutoModelBackbone):
                 # A transformers model may read a linear's ``.weight``: packing is kept only
                 # if a probe forward agrees with the unpacked one.

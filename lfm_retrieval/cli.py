@@ -630,6 +630,8 @@ def _serve(args: argparse.Namespace) -> int:
     if store_wanted:
         _require_qdrant()
     with _open_client(args) if store_wanted else contextlib.nullcontext() as store:
+        # Before the models load: on CPU they time their linear kernels at this thread count.
+        workers = _model_workers(args.model_workers, args.device)
         dense, colbert = _load_models(args)
         batching = BatchingOptions(
             enabled=not args.no_batching,
@@ -637,7 +639,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_batch_texts=args.max_batch_texts,
             max_queue_texts=args.max_queue_texts,
             max_batch_tokens=args.max_batch_tokens,
-            model_workers=_model_workers(args.model_workers, dense or colbert),
+            model_workers=workers,
         )
         config = ServiceConfig(api_key=api_key, limits=limits, batching=batching)
         app = create_app(dense, colbert, store=store, config=config)
@@ -662,16 +664,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_workers(requested: int | None, encoder: Any) -> int:
+def _model_workers(requested: int | None, device: str) -> int:
     """Model threads for ``serve``; on CPU the cores are split among them (torch threads)."""
     import torch
 
-    if encoder.device.type != "cpu":
+    from lfm_core.encoders import resolve_device
+
+    if resolve_device(device).type != "cpu":
         return requested or 1
     cores = torch.get_num_threads()
     workers = requested or min(2, cores)
-    # The service owns this process: torch's thread count is set once, before the first
-    # worker thread starts (each reads it on its first forward).
+    # The service owns this process: torch's thread count is set once, before the models
+    # load and the first worker thread starts (each reads it on its first forward).
     torch.set_num_threads(max(1, cores // workers))
     return workers
 

@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfm_core import DenseEncoder, LateInteractionEncoder
+from lfm_core import DenseEncoder, LateInteractionEncoder, onednn
 from lfm_core import encoders as encoders_module
 from lfm_core.onednn import (
     OneDNNLinear,
     onednn_linear_available,
     pack_linears_checked,
     pack_linears_for_cpu,
+    plain_from_rows,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -169,3 +170,124 @@ def test_f_linear_reference_is_what_we_compare_to() -> None:
     x = torch.randn(2, 8)
     with torch.inference_mode():
         assert not torch.allclose(packed(x), F.linear(x, linear.weight, linear.bias))
+
+
+# ------------------------------------------------- the kernel chosen by the number of rows
+
+
+def _packed_kernel_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> torch.Tensor:
+        raise AssertionError("the packed kernel ran")
+
+    monkeypatch.setattr(onednn, "_linear", refuse)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_rows_from_the_threshold_run_f_linear_on_the_plain_weight(
+    bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(40, 24, bias=bias)
+    layer = OneDNNLinear(linear, plain_from_rows=4)
+    with torch.inference_mode():
+        # Rows are every dimension but the last: [2, 2, 40] is 4 rows.
+        for shape in [(1, 40), (3, 40), (4, 40), (9, 40), (2, 2, 40), (0, 40)]:
+            x = torch.randn(*shape)
+            torch.testing.assert_close(layer(x), F.linear(x, linear.weight, linear.bias))
+        _packed_kernel_fails(monkeypatch)
+        layer(torch.randn(4, 40))
+        layer(torch.randn(2, 2, 40))
+        with pytest.raises(AssertionError, match="packed kernel ran"):
+            layer(torch.randn(3, 40))
+
+
+def test_without_a_threshold_no_plain_copy_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = OneDNNLinear(nn.Linear(8, 8))
+    assert layer.plain_weight is None and layer.plain_from_rows is None
+    _packed_kernel_fails(monkeypatch)
+    with pytest.raises(AssertionError, match="packed kernel ran"):
+        layer(torch.randn(512, 8))
+
+
+def test_threshold_survives_copies_pickles_and_state_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(16, 8)
+    layer = OneDNNLinear(linear, plain_from_rows=2)
+    reloaded = OneDNNLinear(nn.Linear(16, 8), plain_from_rows=2)
+    reloaded.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 16)
+    expected = F.linear(x, linear.weight, linear.bias)
+    clones = [copy.deepcopy(layer), pickle.loads(pickle.dumps(layer)), reloaded]
+    _packed_kernel_fails(monkeypatch)  # 5 rows: F.linear on the plain weight
+    with torch.inference_mode():
+        for clone in clones:
+            assert clone.plain_from_rows == 2
+            torch.testing.assert_close(clone(x), expected)
+    assert set(layer.state_dict()) == {"weight", "bias"}
+    assert pickle.loads(pickle.dumps(layer)).plain_weight is not None
+
+
+def test_plain_weight_does_not_alias_the_original() -> None:
+    linear = nn.Linear(8, 8)
+    layer = OneDNNLinear(linear, plain_from_rows=1)
+    with torch.no_grad():
+        linear.weight.add_(1.0)
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        assert not torch.allclose(layer(x), F.linear(x, linear.weight, linear.bias))
+
+
+def test_threshold_must_be_a_positive_row_count() -> None:
+    with pytest.raises(ValueError, match="plain_from_rows must be >= 1"):
+        OneDNNLinear(nn.Linear(4, 4), plain_from_rows=0)
+
+
+def test_pack_gives_each_layer_the_threshold_chosen_for_its_shape() -> None:
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8, bias=False))
+    x = torch.randn(70, 8)
+    with torch.inference_mode():
+        expected = model(x)
+    asked: list[tuple[int, int, bool]] = []
+
+    def choose(in_features: int, out_features: int, bias: bool) -> int | None:
+        asked.append((in_features, out_features, bias))
+        return 64 if out_features == 32 else None
+
+    assert pack_linears_for_cpu(model, choose) == 2
+    assert asked == [(8, 32, True), (32, 8, False)]
+    assert model[0].plain_from_rows == 64 and model[0].plain_weight is not None
+    assert model[2].plain_from_rows is None and model[2].plain_weight is None
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("f_linear_faster_at", "expected"),
+    [
+        ((), None),  # the packed kernel wins everywhere (Zen 5)
+        ((256,), 256),
+        ((64, 256), 64),  # Zen 3, MiniLM shapes
+        ((16, 64, 256), 16),
+        ((16,), None),  # faster only where it is small: not worth a second copy
+        ((16, 256), 256),  # from a row count on means at every larger one too
+    ],
+)
+def test_crossover_is_where_f_linear_wins_from_then_on(
+    f_linear_faster_at: tuple[int, ...], expected: int | None
+) -> None:
+    def seconds(rows: int) -> tuple[float, float]:
+        return (0.8, 1.0) if rows in f_linear_faster_at else (1.0, 1.0)
+
+    assert onednn._crossover(seconds) == expected
+
+
+def test_a_tie_keeps_the_packed_kernel() -> None:
+    assert onednn._crossover(lambda rows: (0.97, 1.0)) is None  # within the 5 % margin
+
+
+def test_timed_choice_is_a_probed_row_count_and_measured_once() -> None:
+    first = plain_from_rows(24, 40, True)
+    assert first is None or first in onednn._PROBE_ROWS
+    hits = onednn._plain_from_rows.cache_info().hits
+    assert plain_from_rows(24, 40, True) == first
+    assert onednn._plain_from_rows.cache_info().hits == hits + 1

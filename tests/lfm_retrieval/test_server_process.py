@@ -418,22 +418,18 @@ def test_serve_splits_the_cpu_cores_among_model_workers() -> None:
 
     from lfm_retrieval.cli import _model_workers
 
-    class OnDevice:
-        def __init__(self, kind: str) -> None:
-            self.device = torch.device(kind)
-
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert _model_workers(None, OnDevice("cpu")) == 2
+        assert _model_workers(None, "cpu") == 2
         assert torch.get_num_threads() == 1  # one torch thread per worker
         torch.set_num_threads(2)
-        assert _model_workers(1, OnDevice("cpu")) == 1
+        assert _model_workers(1, "cpu") == 1
         assert torch.get_num_threads() == 2
         torch.set_num_threads(1)
-        assert _model_workers(None, OnDevice("cpu")) == 1  # a single core: one worker
+        assert _model_workers(None, "cpu") == 1  # a single core: one worker
         torch.set_num_threads(2)
-        assert _model_workers(None, OnDevice("meta")) == 1  # not CPU: one, threads untouched
+        assert _model_workers(None, "meta") == 1  # not CPU: one, threads untouched
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
