@@ -14,7 +14,7 @@ they are.
 Which kernel is faster depends on the CPU and on the number of rows: on a Zen 3 host
 (AVX2, no AVX-512) the packed kernel won below ~64 rows (1.1-2.4x) and lost above
 (0.8-0.9x, MiniLM shapes), while on Zen 5 it won at every size. So each layer shape is
-timed once at load (:func:`plain_from_rows`, a few ms per shape): a layer keeps
+timed once at load (:func:`plain_from_rows`; 0.1 s for MiniLM, 1-1.5 s for LFM2): a layer keeps
 ``F.linear`` with its plain weight for products of that many rows and more, where
 ``F.linear`` is faster here, and the packed kernel below.
 """
@@ -104,6 +104,8 @@ class OneDNNLinear(nn.Module):
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.plain_from_rows = plain_from_rows
+        # The same threshold in elements of the input, what forward() compares.
+        self._plain_from_numel = (plain_from_rows or 0) * linear.in_features
         self._set(linear.weight, linear.bias)
 
     def _set(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -115,12 +117,8 @@ class OneDNNLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        plain, from_rows = self.plain_weight, self.plain_from_rows
-        if (
-            plain is not None
-            and from_rows is not None
-            and x32.numel() >= from_rows * self.in_features
-        ):
+        plain = self.plain_weight
+        if plain is not None and x32.numel() >= self._plain_from_numel:
             out = F.linear(x32, plain, self.bias)
         else:
             out = _linear(x32, self.packed_weight, self.bias)
