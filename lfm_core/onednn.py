@@ -196,8 +196,9 @@ def _plain_from_rows(in_features: int, out_features: int, bias: bool, threads: i
         fresh = rows >= _FRESH_ROWS
         sizes = [rows + i + 1 if fresh else rows for i in range(2 * _TIMED_CALLS)]
         with torch.inference_mode():
-            plain_s = _best_time(lambda n: F.linear(x[:n], weight, b), sizes[:_TIMED_CALLS])
-            packed_s = _best_time(lambda n: _linear(x[:n], packed, b), sizes[_TIMED_CALLS:])
+            # The warm-up runs at `rows`, which no timed call uses when they must be fresh.
+            plain_s = _best_time(lambda n: F.linear(x[:n], weight, b), rows, sizes[:_TIMED_CALLS])
+            packed_s = _best_time(lambda n: _linear(x[:n], packed, b), rows, sizes[_TIMED_CALLS:])
         return plain_s, packed_s
 
     return _crossover(seconds)
@@ -215,9 +216,9 @@ def _crossover(seconds: Callable[[int], tuple[float, float]]) -> int | None:
     return answer
 
 
-def _best_time(fn: Callable[[int], Any], sizes: list[int]) -> float:
-    """The fastest of ``fn(n)`` over ``sizes``, after a warm-up call at the first size."""
-    fn(sizes[0])
+def _best_time(fn: Callable[[int], Any], warm_up: int, sizes: list[int]) -> float:
+    """The fastest of ``fn(n)`` over ``sizes``, after a warm-up call ``fn(warm_up)``."""
+    fn(warm_up)
     best = float("inf")
     for n in sizes:
         start = time.perf_counter()
