@@ -5,6 +5,7 @@ Nothing here knows about LFM2: it sees sequence lengths and callables.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,15 +108,17 @@ def prefetch(chunks: Iterable[T], prepare: Callable[[T], R]) -> Iterator[R]:
     """Yield ``prepare(chunk)`` for each chunk, preparing the next one in a background thread.
 
     Tokenization (Rust, releases the GIL) of chunk ``i + 1`` then overlaps the model's
-    forward pass on chunk ``i``.
+    forward pass on chunk ``i``. A single chunk (a query, a merged serving batch) has
+    nothing to overlap with, so it is prepared inline, without starting a thread.
     """
     it = iter(chunks)
+    head = list(itertools.islice(it, 2))
+    if len(head) < 2:
+        yield from (prepare(chunk) for chunk in head)
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfm-prefetch") as pool:
-        try:
-            pending = pool.submit(prepare, next(it))
-        except StopIteration:
-            return
-        for chunk in it:
+        pending = pool.submit(prepare, head[0])
+        for chunk in itertools.chain(head[1:], it):
             ready = pending.result()
             pending = pool.submit(prepare, chunk)
             yield ready

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lfm_core import scoring
-from lfm_core.batching import plan_batches, split_on_oom
+from lfm_core.batching import plan_batches, prefetch, split_on_oom
 
 
 def _naive_maxsim(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
@@ -110,6 +112,36 @@ def test_split_on_oom_single_item_reraises_and_other_errors_pass_through() -> No
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         split_on_oom(bug, [1, 2, 3])
+
+
+@pytest.mark.parametrize("n_chunks", [0, 1, 2, 5])
+def test_prefetch_keeps_order_and_starts_a_thread_only_when_there_is_overlap(n_chunks) -> None:
+    caller = threading.current_thread()
+    seen: list[tuple[int, bool]] = []
+
+    def prepare(chunk: int) -> int:
+        seen.append((chunk, threading.current_thread() is caller))
+        return chunk * 10
+
+    assert list(prefetch(iter(range(n_chunks)), prepare)) == [10 * i for i in range(n_chunks)]
+    assert sorted(c for c, _ in seen) == list(range(n_chunks))
+    on_caller = {c for c, inline in seen if inline}
+    # One chunk has nothing to overlap with: no thread. Several: all on the prefetch thread.
+    assert on_caller == ({0} if n_chunks == 1 else set())
+
+
+def test_prefetch_raises_the_failing_chunks_error() -> None:
+    def prepare(chunk: int) -> int:
+        if chunk == 2:
+            raise ValueError("chunk 2 is bad")
+        return chunk
+
+    out = prefetch(iter(range(4)), prepare)
+    assert [next(out), next(out)] == [0, 1]
+    with pytest.raises(ValueError, match="chunk 2 is bad"):
+        next(out)
+    with pytest.raises(ValueError, match="chunk 2 is bad"):  # inline, as a single chunk
+        list(prefetch([2], prepare))
 
 
 def test_encoder_recovers_from_simulated_oom(tiny_dense_dir) -> None:
