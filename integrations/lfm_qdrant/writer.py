@@ -8,19 +8,13 @@ moved to a worker thread. So every store gets the same batching, checks and retr
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import threading
-import time
 import uuid
-import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
-import pydantic
 from qdrant_client import models
 from tqdm.auto import tqdm
 
@@ -35,6 +29,7 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
+from .filters import as_filter
 from .fingerprint import CollectionRecord, ModelRecord
 from .layout import (
     COLBERT,
@@ -46,6 +41,8 @@ from .layout import (
     validate_collection_name,
 )
 from .points import PointId, payloads, point_id, validate_ids
+from .search import SearchMode, build_requests, query_kwargs, resolve_mode
+from .steps import Call, StepDriver, Steps, Work
 from .upload import (
     CLIENT_ERRORS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -62,31 +59,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SearchMode = Literal["dense", "colbert", "hybrid"]
-"""``hybrid``: dense candidates reranked by ColBERT MaxSim; ``dense`` or ``colbert`` alone
-(``colbert`` alone is exact MaxSim over the whole filtered collection: slow when it is large)."""
-_MODES = ("dense", "colbert", "hybrid")
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One client method call; ``returns_errors`` are handed back to the step as values."""
-
-    method: str
-    kwargs: Mapping[str, Any]
-    returns_errors: tuple[type[Exception], ...] = ()
-
-
-@dataclass(frozen=True)
-class _Work:
-    """CPU-bound work (encoding); the async driver runs it in a worker thread."""
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] = field(default_factory=tuple)
-
-
-_Steps = Generator["_Call | _Work", Any, T]
-
 
 @dataclass
 class _Batch:
@@ -96,24 +68,6 @@ class _Batch:
     sizes: list[int]
     truncated: int = 0
     without_colbert: int = 0
-
-
-# qdrant-client's local mode (":memory:" and path=) is not safe for concurrent calls: two
-# threads upserting at once lose points. Every writer over one such client takes the same
-# lock for its client calls (not for encoding). Keyed weakly: it goes with the client.
-_LOCAL_MODE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def _client_lock(client: Any) -> threading.Lock | None:
-    inner = getattr(client, "_client", None)
-    if type(inner).__name__ != "QdrantLocal":
-        return None  # servers take concurrent requests; an EdgeStore locks itself
-    with _LOCKS_GUARD:
-        lock = _LOCAL_MODE_LOCKS.get(client)
-        if lock is None:
-            lock = _LOCAL_MODE_LOCKS[client] = threading.Lock()
-        return lock
 
 
 class MultiVectorWriter:
@@ -250,10 +204,13 @@ class MultiVectorWriter:
         self._pool_factor = check_positive_int(pool_factor, "pool_factor")
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
-        self._retry = RetryPolicy(max_retries=max_retries, backoff_s=retry_backoff_s)
         self._show_progress = show_progress
-        self._is_async = inspect.iscoroutinefunction(getattr(client, "query_points", None))
-        self._client_lock = _client_lock(client)
+        self._driver = StepDriver(
+            client,
+            collection_name,
+            RetryPolicy(max_retries=max_retries, backoff_s=retry_backoff_s),
+        )
+        self._is_async = self._driver.is_async
         self._checked: set[bool] = set()  # which checks passed: True = for writing
 
     def __repr__(self) -> str:
@@ -348,7 +305,7 @@ class MultiVectorWriter:
         if not texts:
             return []
 
-        def steps() -> _Steps[list[PointId]]:
+        def steps() -> Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
             batch = self._points(keys, stored_payloads, dense, colbert)
             yield from self._upsert_steps(batch)
@@ -542,7 +499,7 @@ class MultiVectorWriter:
         metadata: Iterable[Mapping[str, Any] | None] | None,
         skip_existing: bool,
         show_progress: bool | None,
-    ) -> _Steps[list[PointId]]:
+    ) -> Steps[list[PointId]]:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
@@ -559,7 +516,7 @@ class MultiVectorWriter:
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
                     continue
-                batch = yield _Work(
+                batch = yield Work(
                     self._encode_batch,
                     (
                         [texts[i] for i in todo],
@@ -573,13 +530,11 @@ class MultiVectorWriter:
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
 
-    def _upsert_steps(
-        self, batch: _Batch, done: Callable[[int], Any] | None = None
-    ) -> _Steps[None]:
+    def _upsert_steps(self, batch: _Batch, done: Callable[[int], Any] | None = None) -> Steps[None]:
         """Upsert a batch's points in requests under the size and count caps."""
         for part in split_requests(batch.sizes, self._max_request_bytes, self._batch_size):
             points = batch.points[part]
-            yield _Call(
+            yield Call(
                 "upsert",
                 {"collection_name": self.collection_name, "points": points, "wait": True},
             )
@@ -588,8 +543,8 @@ class MultiVectorWriter:
 
     def _not_stored(
         self, todo: list[int], keys: list[PointId], stored_payloads: list[dict[str, Any]]
-    ) -> _Steps[list[int]]:
-        records = yield _Call(
+    ) -> Steps[list[int]]:
+        records = yield Call(
             "retrieve",
             {
                 "collection_name": self.collection_name,
@@ -653,7 +608,7 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None,
         mode: SearchMode | None,
         single: bool,
-    ) -> _Steps[list[list[models.ScoredPoint]]]:
+    ) -> Steps[list[list[models.ScoredPoint]]]:
         if single:
             (query,) = queries
             if not isinstance(query, str):
@@ -664,90 +619,40 @@ class MultiVectorWriter:
             items = validate_texts(queries, "queries")
         limit = check_positive_int(limit, "limit")
         prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
-        mode = self._resolve_mode(mode)
+        mode = resolve_mode(mode, self.dense, self.colbert)
         if mode == "hybrid" and prefetch_limit < limit:
             raise InputError(
                 f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit}); the "
                 "rerank can only return candidates the dense stage found"
             )
-        flt = _as_filter(query_filter)
+        flt = as_filter(query_filter)
         if not items:
             return []
         yield from self._ensure_collection(write=False)
-        requests = yield _Work(self._query_requests, (items, mode, limit, prefetch_limit, flt))
+        requests = yield Work(
+            build_requests,
+            (items, mode, limit, prefetch_limit, flt, self.dense, self.colbert),
+        )
         if single:
-            response = yield _Call(
-                "query_points", {"collection_name": self.collection_name, **requests[0]}
+            response = yield Call(
+                "query_points",
+                {"collection_name": self.collection_name, **query_kwargs(requests[0])},
             )
             return [list(response.points)]
-        responses = yield _Call(
+        responses = yield Call(
             "query_batch_points",
             {
                 "collection_name": self.collection_name,
-                "requests": [_query_request(r) for r in requests],
+                "requests": requests,
             },
         )
         return [list(response.points) for response in responses]
-
-    def _resolve_mode(self, mode: SearchMode | None) -> SearchMode:
-        if mode is None:
-            if self.dense is not None and self.colbert is not None:
-                return "hybrid"
-            return "dense" if self.dense is not None else "colbert"
-        if mode not in _MODES:
-            raise InputError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
-        missing = [
-            side
-            for side, encoder in (("dense", self.dense), ("colbert", self.colbert))
-            if mode in (side, "hybrid") and encoder is None
-        ]
-        if missing:
-            raise InputError(
-                f"search mode {mode!r} needs a {missing[0]} model; this writer has none"
-            )
-        return mode
-
-    def _query_requests(
-        self,
-        queries: list[str],
-        mode: SearchMode,
-        limit: int,
-        prefetch_limit: int,
-        query_filter: models.Filter | None,
-    ) -> list[dict[str, Any]]:
-        """``query_points`` keyword arguments (less the collection) for each query."""
-        dense: list[Any] = [None] * len(queries)
-        colbert: list[Any] = [None] * len(queries)
-        if mode in ("dense", "hybrid"):
-            dense = [
-                row.tolist() for row in self.dense.encode_queries(queries, show_progress=False)
-            ]
-        if mode in ("colbert", "hybrid"):
-            colbert = [
-                m.tolist() for m in self.colbert.encode_queries(queries, show_progress=False)
-            ]
-        requests = []
-        for d, c in zip(dense, colbert, strict=True):
-            # The server pushes the filter down into the prefetch too.
-            request: dict[str, Any] = {
-                "limit": limit,
-                "query_filter": query_filter,
-                "with_payload": True,
-            }
-            if mode == "dense":
-                request.update(query=d, using=DENSE)
-            else:
-                request.update(query=c, using=COLBERT)
-            if mode == "hybrid":
-                request["prefetch"] = models.Prefetch(query=d, using=DENSE, limit=prefetch_limit)
-            requests.append(request)
-        return requests
 
     def _delete_steps(
         self,
         ids: Iterable[str | int] | None,
         query_filter: models.Filter | Mapping[str, Any] | None,
-    ) -> _Steps[None]:
+    ) -> Steps[None]:
         if (ids is None) == (query_filter is None):
             raise InputError("delete() takes ids or query_filter, one of the two")
         selector: models.PointIdsList | models.FilterSelector
@@ -764,22 +669,22 @@ class MultiVectorWriter:
                 return
             selector = models.PointIdsList(points=keys)
         else:
-            selector = models.FilterSelector(filter=_as_filter(query_filter) or models.Filter())
+            selector = models.FilterSelector(filter=as_filter(query_filter) or models.Filter())
         yield from self._ensure_collection(write=True, create=False)
-        yield _Call(
+        yield Call(
             "delete",
             {"collection_name": self.collection_name, "points_selector": selector, "wait": True},
         )
 
-    def _count_steps(self, query_filter: models.Filter | Mapping[str, Any] | None) -> _Steps[int]:
-        flt = _as_filter(query_filter)
+    def _count_steps(self, query_filter: models.Filter | Mapping[str, Any] | None) -> Steps[int]:
+        flt = as_filter(query_filter)
         yield from self._ensure_collection(write=False)
-        result = yield _Call(
+        result = yield Call(
             "count", {"collection_name": self.collection_name, "count_filter": flt, "exact": True}
         )
         return int(result.count)
 
-    def _ensure_collection(self, *, write: bool, create: bool | None = None) -> _Steps[None]:
+    def _ensure_collection(self, *, write: bool, create: bool | None = None) -> Steps[None]:
         """Create the collection (when writing), or check that it fits this writer.
 
         Writing needs exactly this writer's vectors; searching needs only the ones the
@@ -789,7 +694,7 @@ class MultiVectorWriter:
             return
         create = write if create is None else create
         name = self.collection_name
-        exists = yield _Call("collection_exists", {"collection_name": name})
+        exists = yield Call("collection_exists", {"collection_name": name})
         if not exists and not create:
             raise CollectionError(
                 f"collection {name!r} does not exist; write to it with add() first"
@@ -797,17 +702,17 @@ class MultiVectorWriter:
         if not exists:
             # Another writer may create it between our check and our create: then the
             # create fails (ValueError in local mode, 409 from a server) and we check theirs.
-            error = yield _Call(
+            error = yield Call(
                 "create_collection",
                 self._layout.create_kwargs(name, metadata=self._record.to_metadata()),
                 returns_errors=(ValueError, *CLIENT_ERRORS),
             )
             if isinstance(error, Exception):
-                if not (yield _Call("collection_exists", {"collection_name": name})):
+                if not (yield Call("collection_exists", {"collection_name": name})):
                     raise error
                 exists = True
         if exists:
-            info = yield _Call("get_collection", {"collection_name": name})
+            info = yield Call("get_collection", {"collection_name": name})
             check_layout(info, self._layout, name, exact=write)
             stored = CollectionRecord.from_metadata(info.config.metadata, name)
             self._record.check(stored, name)
@@ -818,116 +723,16 @@ class MultiVectorWriter:
     # ------------------------------------------------------------------ the drivers
 
     def _require_sync(self, method: str, async_method: str) -> None:
-        if self._is_async:
-            raise TypeError(
-                f"{method}() needs a sync QdrantClient; with {type(self.client).__name__} "
-                f"use `await writer.{async_method}(...)`"
-            )
+        self._driver.require_sync(method, async_method)
 
-    async def _drive(self, steps: _Steps[T]) -> T:
-        if not self._is_async:
-            return await asyncio.to_thread(self._run, steps)
-        return await self._arun(steps)
+    def _run(self, steps: Steps[T]) -> T:
+        return self._driver.run(steps)
 
-    def _run(self, steps: _Steps[T]) -> T:
-        result: Any = None
-        while True:
-            try:
-                step = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            if isinstance(step, _Work):
-                result = step.fn(*step.args)
-                continue
-            try:
-                result = self._call(step)
-            except step.returns_errors as error:
-                result = error
-
-    def _call(self, step: _Call) -> Any:
-        method = getattr(self.client, step.method)
-        attempt = 0
-        while True:
-            try:
-                if self._client_lock is None:
-                    return method(**step.kwargs)
-                with self._client_lock:
-                    return method(**step.kwargs)
-            except CLIENT_ERRORS as error:
-                delay = self._retry.delay(attempt, error)
-                if delay is None:
-                    raise
-                self._retry.log_retry(
-                    f"{step.method} on {self.collection_name!r}", attempt, error, delay
-                )
-                time.sleep(delay)
-                attempt += 1
-
-    async def _arun(self, steps: _Steps[T]) -> T:
-        result: Any = None
-        while True:
-            try:
-                step = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            if isinstance(step, _Work):
-                result = await asyncio.to_thread(step.fn, *step.args)
-                continue
-            try:
-                result = await self._acall(step)
-            except step.returns_errors as error:
-                result = error
-
-    async def _acall(self, step: _Call) -> Any:
-        method = getattr(self.client, step.method)
-        attempt = 0
-        while True:
-            try:
-                return await method(**step.kwargs)
-            except CLIENT_ERRORS as error:
-                delay = self._retry.delay(attempt, error)
-                if delay is None:
-                    raise
-                self._retry.log_retry(
-                    f"{step.method} on {self.collection_name!r}", attempt, error, delay
-                )
-                await asyncio.sleep(delay)
-                attempt += 1
+    async def _drive(self, steps: Steps[T]) -> T:
+        return await self._driver.drive(steps)
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _query_request(kwargs: Mapping[str, Any]) -> models.QueryRequest:
-    """``query_points`` keyword arguments as one request of ``query_batch_points``."""
-    return models.QueryRequest(
-        query=kwargs["query"],
-        using=kwargs["using"],
-        prefetch=kwargs.get("prefetch"),
-        filter=kwargs["query_filter"],
-        limit=kwargs["limit"],
-        with_payload=kwargs["with_payload"],
-    )
-
-
-def _as_filter(query_filter: Any) -> models.Filter | None:
-    """A ``models.Filter`` from a filter or its dict form; refuses anything else clearly."""
-    if query_filter is None or isinstance(query_filter, models.Filter):
-        return query_filter
-    if isinstance(query_filter, Mapping):
-        try:
-            return models.Filter.model_validate(dict(query_filter))
-        except pydantic.ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(top)"
-            raise InputError(
-                f"query_filter is not a Qdrant filter: at {where}: {first['msg']} "
-                f"({error.error_count()} problem(s)); see qdrant_client.models.Filter"
-            ) from None
-    raise TypeError(
-        f"query_filter must be a qdrant_client.models.Filter or a dict, not "
-        f"{type(query_filter).__name__}"
-    )
 
 
 class EncodedElsewhere:
