@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -175,18 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--limit", type=_positive_int, default=10, help="results to print (default 10)"
     )
+    _search_options(search)
     search.add_argument(
-        "--mode",
-        choices=("dense", "colbert", "hybrid"),
-        default=None,
-        help="hybrid: dense candidates reranked by ColBERT MaxSim; dense or colbert alone "
-        "(default: hybrid when the collection and the models allow it)",
+        "--json",
+        action="store_true",
+        help="one JSON object per hit (id, score, payload; legs with --explain), for scripts",
     )
     search.add_argument(
-        "--prefetch-limit",
-        type=_positive_int,
-        default=100,
-        help="dense candidates reranked in hybrid mode (default 100)",
+        "--explain",
+        action="store_true",
+        help="say which legs (dense, lexical, colbert) found each hit, at what rank",
     )
     search.set_defaults(handler=_search)
 
@@ -204,15 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="collection to index into (default: eval-<folder>-<hash of the models>)",
     )
-    eval_.add_argument(
-        "--mode", choices=("dense", "colbert", "hybrid"), default=None, help="as for search"
-    )
-    eval_.add_argument(
-        "--prefetch-limit",
-        type=_positive_int,
-        default=100,
-        help="as for search (at least 100, the largest Recall cut-off)",
-    )
+    _search_options(eval_)
     eval_.add_argument(
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
@@ -320,7 +311,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("search")
+    group.add_argument(
+        "--mode",
+        choices=("hybrid", "dense", "lexical", "colbert"),
+        default=None,
+        help="hybrid: every leg the collection has (dense and BM25 candidates fused, ColBERT "
+        "MaxSim over them, fused again); dense, lexical (BM25) or colbert alone (default: "
+        "hybrid when two legs or more are there)",
+    )
+    group.add_argument(
+        "--prefetch-limit",
+        type=_positive_int,
+        default=100,
+        help="candidates of each first-stage leg in hybrid mode (default 100)",
+    )
+    group.add_argument(
+        "--fusion",
+        choices=("rrf", "dbsf"),
+        default="rrf",
+        help="how hybrid fuses rankings: reciprocal rank fusion or DBSF (default rrf)",
+    )
+
+
 def _storage_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("lexical leg (when the collection is created)")
+    group.add_argument(
+        "--no-lexical",
+        action="store_true",
+        help="leave out the BM25 sparse vector (the lexical leg of hybrid search)",
+    )
     group = parser.add_argument_group("ColBERT storage (when the collection is created)")
     group.add_argument(
         "--pool-factor",
@@ -461,37 +482,35 @@ def _index_ray(args: argparse.Namespace, collection: str, total: int) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from lfm_retrieval.pipeline import collection_vectors, default_mode, search
+    from lfm_retrieval.pipeline import collection_legs, search
 
     _require_qdrant()
     collection = _collection_name(args.collection)
     with _open_client(args) as client:
-        vectors = collection_vectors(client, collection)
+        legs = collection_legs(client, collection)
         recorded = _recorded_models(client, collection)
-        names = _model_names(args, recorded)
-        mode = args.mode or default_mode(
-            vectors, dense=names[0] is not None, colbert=names[1] is not None
-        )
-        for side, flag, name in (
-            ("dense", "--embedding-model", names[0]),
-            ("colbert", "--colbert-model", names[1]),
-        ):
-            if name is None and mode in (side, "hybrid"):
-                raise CommandError(
-                    f"search mode {mode!r} needs a {side} model; {flag} is 'none'", EXIT_USAGE
-                )
-        dense, colbert = _load_models(
-            args,
-            recorded,
-            dense=mode in ("dense", "hybrid"),
-            colbert=mode in ("colbert", "hybrid"),
+        mode, needs_dense, needs_colbert = _mode_and_models(args, legs, recorded)
+        dense, colbert = (
+            _load_models(args, recorded, dense=needs_dense, colbert=needs_colbert)
+            if needs_dense or needs_colbert
+            else (None, None)
         )
         writer = _writer(client, collection, dense, colbert)
         (points,) = search(
-            writer, [args.query], mode=mode, limit=args.limit, prefetch_limit=args.prefetch_limit
+            writer,
+            [args.query],
+            mode=mode,
+            limit=args.limit,
+            prefetch_limit=args.prefetch_limit,
+            fusion=args.fusion,
+            explain=args.explain,
         )
+    if args.json:
+        for point in points:
+            print(json.dumps(_hit_json(point), ensure_ascii=False))
+        return 0
     if not points:
-        print(f"no results in {collection!r}")
+        print(f"no results in {collection!r} (mode {mode})")
     for rank, point in enumerate(points, start=1):
         payload = point.payload or {}
         label = payload.get("id", point.id)
@@ -499,14 +518,46 @@ def _search(args: argparse.Namespace) -> int:
         print(
             f"{rank:>3}. {point.score:8.4f}  [{label}] {_snippet(str(payload.get('text', '')), title)}"
         )
+        if args.explain:
+            legs_found = getattr(point, "legs", {})
+            found = ", ".join(f"{leg} #{r.rank} ({r.score:.4g})" for leg, r in legs_found.items())
+            print(f"       found by: {found or 'no single leg (fusion only)'}")
     return 0
+
+
+def _hit_json(point: Any) -> dict[str, Any]:
+    """One search hit as JSON: id, score, payload, and the legs when explained."""
+    out: dict[str, Any] = {"id": point.id, "score": point.score, "payload": point.payload}
+    if hasattr(point, "legs"):
+        out["legs"] = {leg: r.model_dump() for leg, r in point.legs.items()}
+    return out
+
+
+def _mode_and_models(
+    args: argparse.Namespace, legs: set[str], recorded: tuple[str | None, str | None]
+) -> tuple[str, bool, bool]:
+    """The search mode (checked before any model loads or any work) and which models it needs."""
+    from lfm_core import InputError
+    from lfm_retrieval.pipeline import choose_mode
+
+    names = _model_names(args, recorded)
+    has_dense, has_colbert = names[0] is not None, names[1] is not None
+    try:
+        mode = choose_mode(args.mode, legs, dense=has_dense, colbert=has_colbert)
+    except InputError as error:
+        raise CommandError(str(error), EXIT_USAGE) from None
+    needs = {
+        side: has and side in legs and mode in (side, "hybrid")
+        for side, has in (("dense", has_dense), ("colbert", has_colbert))
+    }
+    return mode, needs["dense"], needs["colbert"]
 
 
 def _eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from lfm_retrieval.corpus import count_documents, read_beir_qrels, read_beir_queries
-    from lfm_retrieval.pipeline import default_mode, evaluate_beir, index_corpus
+    from lfm_retrieval.pipeline import collection_legs, evaluate_beir, index_corpus
 
     _require_qdrant()
     folder = args.folder
@@ -527,6 +578,15 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             recorded = (None, None)
             collection = _eval_collection_name(folder, _model_names(args, recorded))
+        # The mode is checked before the long indexing, against the collection that is there
+        # or the one that will be written.
+        names = _model_names(args, recorded)
+        if client.collection_exists(collection):
+            legs = collection_legs(client, collection)
+        else:
+            legs = {side for side, name in zip(("dense", "colbert"), names) if name is not None}
+            legs |= set() if args.no_lexical else {"lexical"}
+        mode, _, _ = _mode_and_models(args, legs, recorded)
         dense, colbert = _load_models(args, recorded)
         writer = _writer(client, collection, dense, colbert, args)
         started = time.perf_counter()
@@ -536,13 +596,13 @@ def _eval(args: argparse.Namespace) -> int:
             report = index_corpus(writer, folder, batch_size=args.batch_size, progress=bar.update)
         built = _build_index(client, collection)
         indexed = time.perf_counter()
-        mode = args.mode or default_mode(
-            ["dense"] * (dense is not None) + ["colbert"] * (colbert is not None),
-            dense=dense is not None,
-            colbert=colbert is not None,
-        )
         result = evaluate_beir(
-            writer, folder, mode=mode, split=args.split, prefetch_limit=args.prefetch_limit
+            writer,
+            folder,
+            mode=mode,
+            split=args.split,
+            prefetch_limit=args.prefetch_limit,
+            fusion=args.fusion,
         )
         searched = time.perf_counter()
     print(
@@ -939,6 +999,7 @@ def _writer(
             "batch_size": args.batch_size,
             "pool_factor": args.pool_factor,
             "colbert_datatype": args.colbert_datatype,
+            "lexical": not args.no_lexical,
         }
     return MultiVectorWriter(client, collection, dense=dense, colbert=colbert, **options)
 

@@ -6,10 +6,12 @@ a document without one), and ``add(..., skip_existing=True)`` skips the points a
 payload. So indexing is resumable: running it again after an interruption encodes only
 what is missing.
 
-Search modes:
+Search modes (:mod:`lfm_qdrant.search`):
 
-- ``hybrid``: the writer's two-stage search, dense prefetch then ColBERT MaxSim rerank;
+- ``hybrid``: every leg the collection has: dense and BM25 candidates fused, ColBERT MaxSim
+  over them, fused again with the legs' rankings (one Qdrant query);
 - ``dense``: cosine on the ``dense`` vector alone;
+- ``lexical``: Qdrant's BM25 on the ``bm25`` sparse vector alone (no model needed);
 - ``colbert``: MaxSim on the ``colbert`` multivector over the whole collection (exact,
   slow on a large collection: its HNSW graph is off by design).
 """
@@ -35,7 +37,8 @@ from lfm_retrieval.evaluation import evaluate
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["dense", "colbert", "hybrid"]
+Mode = Literal["dense", "lexical", "colbert", "hybrid"]
+LEGS = ("dense", "lexical", "colbert")
 
 
 @dataclass(frozen=True)
@@ -164,15 +167,20 @@ def search(
     mode: Mode,
     limit: int = 10,
     prefetch_limit: int = 100,
+    fusion: str = "rrf",
+    explain: bool = False,
 ) -> list[list[Any]]:
     """Search the writer's collection for each query, in batches of one round trip each.
 
     Args:
         writer: a :class:`lfm_qdrant.MultiVectorWriter` with the models the mode needs.
         queries: the query texts.
-        mode: ``"hybrid"``, ``"dense"`` or ``"colbert"``.
+        mode: ``"hybrid"``, ``"dense"``, ``"lexical"`` or ``"colbert"``.
         limit: results per query.
-        prefetch_limit: dense candidates reranked in hybrid mode (raised to ``limit`` if lower).
+        prefetch_limit: candidates of each first-stage leg in hybrid mode (raised to
+            ``limit`` if lower).
+        fusion: ``"rrf"`` or ``"dbsf"``, for hybrid mode.
+        explain: hits say which legs found them (``lfm_qdrant.ExplainedPoint``).
 
     Returns:
         One list of ``ScoredPoint`` per query, best first, with payloads.
@@ -184,47 +192,88 @@ def search(
             limit=limit,
             prefetch_limit=max(prefetch_limit, limit),
             mode=mode,
+            fusion=fusion,
+            explain=explain,
         )
     return results
 
 
-def collection_vectors(client: Any, collection_name: str) -> dict[str, int]:
-    """``{vector name: width}`` of a collection.
+def collection_legs(client: Any, collection_name: str) -> set[str]:
+    """The search legs a collection has: ``dense``, ``colbert`` and ``lexical`` (``bm25``).
 
     Raises:
         CollectionError: the collection does not exist or has an unnamed vector.
     """
+    from lfm_qdrant import LEXICAL
+
     if not client.collection_exists(collection_name):
         raise CollectionError(
             f"collection {collection_name!r} does not exist; build it first with "
             f"`lfm-retrieval index CORPUS --collection {collection_name}`"
         )
-    vectors = client.get_collection(collection_name).config.params.vectors
-    if not isinstance(vectors, dict):
+    params = client.get_collection(collection_name).config.params
+    if not isinstance(params.vectors, dict):
         raise CollectionError(
             f"collection {collection_name!r} has one unnamed vector; it was not written "
             "by lfm-retrieval (expected named vectors 'dense' and/or 'colbert')"
         )
-    return {name: params.size for name, params in vectors.items()}
+    legs = {name for name in params.vectors if name in ("dense", "colbert")}
+    if LEXICAL in (params.sparse_vectors or {}):
+        legs.add("lexical")
+    return legs
 
 
-def default_mode(vectors: Iterable[str], dense: bool, colbert: bool) -> Mode:
-    """The best mode a collection and the loaded models allow: hybrid, then dense, then colbert.
+def choose_mode(requested: str | None, legs: Iterable[str], dense: bool, colbert: bool) -> Mode:
+    """The search mode: the one asked for, checked, or the best the collection and models allow.
 
-    >>> default_mode(["dense", "colbert"], dense=True, colbert=False)
-    'dense'
+    ``hybrid`` uses every leg that both the collection and the models have (the lexical leg
+    needs no model), and is the default when that is two legs or more.
+
+    Args:
+        requested: ``"dense"``, ``"lexical"``, ``"colbert"``, ``"hybrid"`` or ``None``.
+        legs: the legs of the collection (:func:`collection_legs`), or of the one that
+            will be written.
+        dense, colbert: whether that model is given.
+
+    Raises:
+        InputError: a mode that needs a vector the collection lacks, or a model not given.
+
+    >>> choose_mode(None, ["dense", "colbert", "lexical"], dense=True, colbert=False)
+    'hybrid'
+    >>> choose_mode("colbert", ["dense", "lexical"], dense=True, colbert=True)
+    Traceback (most recent call last):
+    ...
+    lfm_core.errors.InputError: search mode 'colbert' needs the collection's 'colbert' vector; ...
     """
-    modes = _modes_for(vectors) & _modes_for(
-        [name for name, on in (("dense", dense), ("colbert", colbert)) if on]
-    )
-    preference: tuple[Mode, ...] = ("hybrid", "dense", "colbert")
-    for mode in preference:
-        if mode in modes:
-            return mode
-    raise InputError(
-        f"no search mode fits: the collection has vectors {sorted(vectors)} and the models "
-        f"given are dense={dense}, colbert={colbert}"
-    )
+    have = set(legs)
+    models_given = {"dense": dense, "colbert": colbert, "lexical": True}
+    usable = [leg for leg in LEGS if leg in have and models_given[leg]]
+    if requested is None:
+        if not usable:
+            raise InputError(
+                f"no search mode fits: the collection has {sorted(have) or 'no vectors'} and "
+                f"the models given are dense={dense}, colbert={colbert}"
+            )
+        return "hybrid" if len(usable) > 1 else usable[0]  # type: ignore[return-value]
+    if requested == "hybrid":
+        if not usable:
+            raise InputError(
+                f"search mode 'hybrid' needs at least one leg: the collection has "
+                f"{sorted(have) or 'no vectors'} and the models given are dense={dense}, "
+                f"colbert={colbert}"
+            )
+        return "hybrid"
+    if requested not in LEGS:
+        raise InputError(f"mode must be one of {', '.join((*LEGS, 'hybrid'))}; got {requested!r}")
+    if requested not in have:
+        what = "'bm25' sparse vector" if requested == "lexical" else f"{requested!r} vector"
+        raise InputError(
+            f"search mode {requested!r} needs the collection's {what}; it has "
+            f"{sorted(have) or 'none'}"
+        )
+    if not models_given[requested]:
+        raise InputError(f"search mode {requested!r} needs a {requested} model; none is given")
+    return requested  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -255,6 +304,7 @@ def evaluate_beir(
     split: str = "test",
     prefetch_limit: int = 100,
     recall_ks: tuple[int, ...] = (10, 100),
+    fusion: str = "rrf",
 ) -> EvalReport:
     """Search an indexed BEIR corpus with its queries and score the run on the qrels.
 
@@ -265,7 +315,7 @@ def evaluate_beir(
     Args:
         writer: the writer of the collection built from ``folder``.
         folder: the BEIR folder the collection was built from.
-        mode, prefetch_limit: as for :func:`search`.
+        mode, prefetch_limit, fusion: as for :func:`search`.
         split: the qrels file (``qrels/<split>.tsv``).
         recall_ks: Recall cut-offs; the search returns ``max(recall_ks)`` results.
 
@@ -300,6 +350,7 @@ def evaluate_beir(
         mode=mode,
         limit=limit,
         prefetch_limit=max(prefetch_limit, limit),
+        fusion=fusion,
     )
     run = {
         qid: {str(point.payload.get("id", point.id)): float(point.score) for point in points}
@@ -322,14 +373,6 @@ def _payload(doc: Document) -> dict[str, Any]:
     if doc.title is not None:
         payload["title"] = doc.title
     return payload
-
-
-def _modes_for(vectors: Iterable[str]) -> set[str]:
-    names = set(vectors)
-    modes = {mode for mode, name in (("dense", "dense"), ("colbert", "colbert")) if name in names}
-    if {"dense", "colbert"} <= names:
-        modes.add("hybrid")
-    return modes
 
 
 def _batches(documents: Iterator[Document], size: int) -> Iterator[list[Document]]:

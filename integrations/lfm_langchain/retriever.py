@@ -73,7 +73,8 @@ class LFMColBERTRetriever(BaseRetriever):
         writer: an ``lfm_qdrant.MultiVectorWriter`` whose collection holds the documents.
         k: documents to return, best first.
         prefetch_limit: candidates of the dense stage (hybrid mode), at least ``k``.
-        mode: ``"hybrid"``, ``"dense"`` or ``"colbert"``; ``None``: the writer's default.
+        mode: ``"hybrid"``, ``"dense"``, ``"lexical"`` (BM25) or ``"colbert"``; ``None``: the
+            writer's default.
         query_filter: a Qdrant filter on the payload (``models.Filter`` or its dict form),
             applied to every stage. ``invoke(query, filter=...)`` overrides it for one call.
     """
@@ -86,8 +87,8 @@ class LFMColBERTRetriever(BaseRetriever):
     """Documents to return."""
     prefetch_limit: int = Field(default=100, gt=0)
     """Candidates of the dense stage in hybrid mode."""
-    mode: Literal["dense", "colbert", "hybrid"] | None = None
-    """Search mode; None: hybrid with both models, else the one the writer has."""
+    mode: Literal["hybrid", "dense", "lexical", "colbert"] | None = None
+    """Search mode; None: hybrid (every leg of the collection) with two legs or more."""
     query_filter: Any = None
     """A Qdrant filter applied to every query."""
 

@@ -7,15 +7,17 @@ Usage::
     store = EdgeStore("./index")          # Qdrant's engine in-process; or a QdrantClient(url=...)
     writer = MultiVectorWriter(store, "docs", dense=dense_encoder, colbert=colbert_encoder)
     ids = writer.add(texts, metadata=metadata)
-    hits = writer.search("query", limit=10)  # dense prefetch, MaxSim rerank, in Qdrant
+    hits = writer.search("query", limit=10)  # dense + BM25 fused, MaxSim, fused again, in Qdrant
 """
 
 from .edge import EdgeStore, StoreError
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
+from .lexical import LEXICAL, LexicalConfig
 from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
+from .search import FUSIONS, MODES, ExplainedPoint, Fusion, LegRank, SearchMode
 from .upload import DEFAULT_MAX_REQUEST_BYTES, MAX_MULTIVECTOR_FLOATS
-from .writer import EncodedElsewhere, MultiVectorWriter, SearchMode
+from .writer import EncodedElsewhere, MultiVectorWriter
 
 
 def __getattr__(name: str) -> object:
@@ -37,13 +39,20 @@ __all__ = [
     "COLBERT",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DENSE",
+    "FUSIONS",
     "KEY_NAMESPACE",
+    "LEXICAL",
     "MAX_MULTIVECTOR_FLOATS",
     "METADATA_KEY",
+    "MODES",
     "TEXT_NAMESPACE",
     "CollectionRecord",
     "EdgeStore",
     "EncodedElsewhere",
+    "ExplainedPoint",
+    "Fusion",
+    "LegRank",
+    "LexicalConfig",
     "ModelRecord",
     "MultiVectorWriter",
     "PointId",

@@ -215,6 +215,7 @@ class EdgeStore:
         *,
         on_disk_payload: bool | None = None,
         metadata: Mapping[str, Any] | None = None,
+        sparse_vectors_config: Mapping[str, models.SparseVectorParams] | None = None,
         **cluster: Any,
     ) -> bool:
         """Create a collection of named vectors.
@@ -238,6 +239,10 @@ class EdgeStore:
                 "vectors": {
                     name: params.model_dump(mode="json", exclude_none=True)
                     for name, params in vectors_config.items()
+                },
+                "sparse_vectors": {
+                    name: params.model_dump(mode="json", exclude_none=True)
+                    for name, params in (sparse_vectors_config or {}).items()
                 },
                 "on_disk_payload": on_disk_payload,
                 "metadata": dict(metadata or {}),
@@ -267,9 +272,15 @@ class EdgeStore:
             name: models.VectorParams.model_validate(params)
             for name, params in record["vectors"].items()
         }
+        sparse = {
+            name: models.SparseVectorParams.model_validate(params)
+            for name, params in (record.get("sparse_vectors") or {}).items()
+        }
         config: dict[str, Any] = {
             "params": models.CollectionParams(
-                vectors=vectors, on_disk_payload=record.get("on_disk_payload")
+                vectors=vectors,
+                sparse_vectors=sparse or None,
+                on_disk_payload=record.get("on_disk_payload"),
             ),
             "hnsw_config": models.HnswConfig(**_HNSW_DEFAULTS),
             "metadata": record.get("metadata") or None,
@@ -395,7 +406,9 @@ class EdgeStore:
             )
         return [
             models.Record(
-                id=_client_id(r.id), payload=r.payload, vector=r.vector if with_vectors else None
+                id=_client_id(r.id),
+                payload=r.payload,
+                vector=_client_vector(r.vector) if with_vectors else None,
             )
             for r in records
         ]
@@ -426,7 +439,7 @@ class EdgeStore:
                 models.Record(
                     id=_client_id(r.id),
                     payload=r.payload,
-                    vector=r.vector if with_vectors else None,
+                    vector=_client_vector(r.vector) if with_vectors else None,
                 )
                 for r in records
             ],
@@ -491,7 +504,7 @@ class EdgeStore:
                         version=p.version,
                         score=p.score,
                         payload=p.payload,
-                        vector=p.vector,
+                        vector=_client_vector(p.vector),
                     )
                     for p in points
                 ]
@@ -579,7 +592,17 @@ def _edge_config(record: Mapping[str, Any]) -> qe.EdgeConfig:
             quantization_config=_edge_quantization(params.quantization_config),
             on_disk=params.on_disk,
         )
-    return qe.EdgeConfig(vectors=vectors, on_disk_payload=record.get("on_disk_payload"))
+    sparse = {}
+    for name, raw in (record.get("sparse_vectors") or {}).items():
+        sparse_params = models.SparseVectorParams.model_validate(raw)
+        sparse[name] = qe.EdgeSparseVectorParams(
+            modifier=qe.Modifier.Idf if sparse_params.modifier == models.Modifier.IDF else None
+        )
+    return qe.EdgeConfig(
+        vectors=vectors,
+        sparse_vectors=sparse or None,
+        on_disk_payload=record.get("on_disk_payload"),
+    )
 
 
 _DISTANCES = {
@@ -642,14 +665,35 @@ def _client_id(point_id: Any) -> int | str:
 
 def _edge_vector(vector: Any) -> Any:
     if isinstance(vector, Mapping):
-        return dict(vector)
+        return {
+            name: (
+                qe.SparseVector(list(value.indices), list(value.values))
+                if isinstance(value, models.SparseVector)
+                else value
+            )
+            for name, value in vector.items()
+        }
     raise TypeError("an Edge store holds named vectors: pass vector={name: values}")
+
+
+def _client_vector(vector: Any) -> Any:
+    """Edge's vectors as the client returns them (sparse ones as ``models.SparseVector``)."""
+    if not isinstance(vector, Mapping):
+        return vector
+    return {
+        name: (
+            models.SparseVector(indices=list(value.indices), values=list(value.values))
+            if isinstance(value, qe.SparseVector)
+            else value
+        )
+        for name, value in vector.items()
+    }
 
 
 def _edge_query(request: models.QueryRequest) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=request.limit or 10,
-        query=_nearest(request.query, request.using),
+        query=_scoring(request.query, request.using),
         prefetches=[_edge_prefetch(p) for p in _as_list(request.prefetch)] or None,
         filter=_maybe_filter(request.filter),
         with_payload=bool(request.with_payload) if request.with_payload is not None else True,
@@ -661,23 +705,34 @@ def _edge_query(request: models.QueryRequest) -> qe.QueryRequest:
 def _edge_prefetch(prefetch: models.Prefetch) -> qe.Prefetch:
     return qe.Prefetch(
         limit=prefetch.limit or 10,
-        query=_nearest(prefetch.query, prefetch.using),
+        query=_scoring(prefetch.query, prefetch.using),
         prefetches=[_edge_prefetch(p) for p in _as_list(prefetch.prefetch)] or None,
         filter=_maybe_filter(prefetch.filter),
         score_threshold=prefetch.score_threshold,
     )
 
 
-def _nearest(query: Any, using: str | None) -> qe.Query | None:
+def _scoring(query: Any, using: str | None) -> Any:
+    """A client query as Edge's: nearest (dense, sparse, multivector) or a fusion."""
     if query is None:
         return None
     if isinstance(query, models.NearestQuery):
         query = query.nearest
     if isinstance(query, list):
         return qe.Query.Nearest(query, using=using)
+    if isinstance(query, models.SparseVector):
+        return qe.Query.Nearest(
+            qe.SparseVector(list(query.indices), list(query.values)), using=using
+        )
+    if isinstance(query, models.RrfQuery):
+        return qe.Fusion.Rrf(k=query.rrf.k or 2, weights=query.rrf.weights)
+    if isinstance(query, models.FusionQuery):
+        if query.fusion == models.Fusion.DBSF:
+            return qe.Fusion.Dbsf()
+        return qe.Fusion.Rrf(k=2)  # the server's default k
     raise TypeError(
-        f"an Edge store answers nearest-vector queries (a vector or a multivector), not "
-        f"{type(query).__name__}"
+        f"an Edge store answers nearest-vector queries (dense, sparse, multivector) and "
+        f"fusions, not {type(query).__name__}"
     )
 
 

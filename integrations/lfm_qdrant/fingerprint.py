@@ -6,12 +6,16 @@ metadata key ``"lfm_retrieval"``::
     {"format": 1, "id_scheme": 2,
      "dense":   {"model": "LiquidAI/LFM2.5-Embedding-350M", "revision": null, "dim": 1024,
                  "digest": "sha256:..."},
-     "colbert": {...} or null}
+     "colbert": {...} or null,
+     "lexical": {"k": 1.2, "b": 0.75, "avg_len": 256.0, "tokenizer": "multilingual",
+                 "language": "english", ...} or null}
 
 ``digest`` is :func:`lfm_core.loading.checkpoint_digest` of the checkpoint: the same files
 give the same digest whatever the dtype, device or folder they are loaded from. A writer
 whose models differ from the record is refused, so one collection never mixes two vector
-spaces; the CLI reads the models from the record when none are given.
+spaces; the CLI reads the models from the record when none are given. ``lexical`` holds the
+BM25 settings of the collection's ``bm25`` sparse vector (:class:`~lfm_qdrant.LexicalConfig`):
+every query is tokenized with them, so queries always match the way documents were indexed.
 
 Where it lives: the collection metadata of a Qdrant server (1.16 or newer) and of
 qdrant-client's local mode, and ``collection.json`` beside the shard in an
@@ -27,6 +31,7 @@ from typing import Any
 
 from lfm_core import CollectionError
 
+from .lexical import LexicalConfig
 from .points import ID_SCHEME
 
 __all__ = ["METADATA_KEY", "CollectionRecord", "ModelRecord"]
@@ -99,17 +104,19 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class CollectionRecord:
-    """The models of a collection and the id scheme of its points."""
+    """The models of a collection, its BM25 settings and the id scheme of its points."""
 
     dense: ModelRecord | None
     colbert: ModelRecord | None
     id_scheme: int = ID_SCHEME
+    lexical: LexicalConfig | None = None
 
     @classmethod
-    def of(cls, dense: Any, colbert: Any) -> CollectionRecord:
+    def of(cls, dense: Any, colbert: Any, lexical: LexicalConfig | None = None) -> CollectionRecord:
         return cls(
             dense=None if dense is None else ModelRecord.of(dense),
             colbert=None if colbert is None else ModelRecord.of(colbert),
+            lexical=lexical,
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -120,6 +127,7 @@ class CollectionRecord:
                 "id_scheme": self.id_scheme,
                 "dense": None if self.dense is None else self.dense.to_json(),
                 "colbert": None if self.colbert is None else self.colbert.to_json(),
+                "lexical": None if self.lexical is None else self.lexical.to_json(),
             }
         }
 
@@ -147,6 +155,11 @@ class CollectionRecord:
                 None if raw.get("colbert") is None else ModelRecord.from_json(raw["colbert"], where)
             ),
             id_scheme=scheme,
+            lexical=(
+                None
+                if raw.get("lexical") is None
+                else LexicalConfig.from_json(raw["lexical"], where)
+            ),
         )
 
     def check(self, stored: CollectionRecord | None, collection_name: str) -> None:

@@ -9,6 +9,9 @@ One point per document, with up to two named vectors:
   so its HNSW graph is switched off (``m=0``): building a graph over every token vector
   costs a lot of time and memory and would never be used.
 
+- ``bm25`` (a sparse vector, in new collections unless ``lexical=False``): Qdrant's BM25
+  term weights of the text, with the ``IDF`` modifier (:mod:`lfm_qdrant.lexical`).
+
 The payload is ``{"text": text, **metadata}``.
 """
 
@@ -23,13 +26,17 @@ from qdrant_client import models
 
 from lfm_core import CollectionError, InputError
 
+from .lexical import LEXICAL
+
 __all__ = [
     "COLBERT",
     "DENSE",
+    "LEXICAL",
     "ColbertDatatype",
     "Layout",
     "Quantization",
     "check_layout",
+    "has_lexical",
     "validate_collection_name",
 ]
 
@@ -97,10 +104,12 @@ class Layout:
             rows would become zeros.
         shard_number, replication_factor, write_consistency_factor: a cluster's settings for
             a new collection (``None``: the server's defaults). An embedded store ignores them.
+        lexical: whether a new collection gets the ``bm25`` sparse vector.
     """
 
     dense_dim: int | None
     colbert_dim: int | None
+    lexical: bool = False
     quantization: Quantization | None = None
     on_disk: bool = False
     colbert_datatype: ColbertDatatype = "float32"
@@ -148,6 +157,12 @@ class Layout:
             )
         return config
 
+    def sparse_vectors_config(self) -> dict[str, models.SparseVectorParams] | None:
+        """The ``sparse_vectors_config`` argument of ``create_collection``."""
+        if not self.lexical:
+            return None
+        return {LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+
     def create_kwargs(
         self, collection_name: str, metadata: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -157,6 +172,8 @@ class Layout:
             "vectors_config": self.vectors_config(),
             "on_disk_payload": True if self.on_disk else None,
         }
+        if self.lexical:
+            kwargs["sparse_vectors_config"] = self.sparse_vectors_config()
         if metadata is not None:
             kwargs["metadata"] = dict(metadata)
         for name in ("shard_number", "replication_factor", "write_consistency_factor"):
@@ -179,6 +196,12 @@ def _quantization_config(kind: Quantization | None) -> models.QuantizationConfig
     if kind == "binary":
         return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
     raise ValueError(f"quantization must be 'scalar', 'binary' or None, not {kind!r}")
+
+
+def has_lexical(info: models.CollectionInfo) -> bool:
+    """Whether a collection has the ``bm25`` sparse vector (collections written before the
+    lexical leg have none, and keep working without it)."""
+    return LEXICAL in (info.config.params.sparse_vectors or {})
 
 
 def check_layout(
@@ -215,6 +238,13 @@ def check_layout(
             f"collection {collection_name!r} has vectors {found}, but this writer "
             f"(dense={layout.dense_dim is not None}, colbert={layout.colbert_dim is not None}) "
             f"writes {expected}. Pass the same models that built it, or use another collection."
+        )
+    sparse = info.config.params.sparse_vectors or {}
+    if LEXICAL in sparse and sparse[LEXICAL].modifier != models.Modifier.IDF:
+        raise CollectionError(
+            f"collection {collection_name!r}, sparse vector {LEXICAL!r}: modifier "
+            f"{sparse[LEXICAL].modifier}, expected idf (BM25 needs the IDF modifier). Use "
+            "another collection."
         )
     if layout.dense_dim is not None:
         _check_vector(vectors[DENSE], DENSE, layout.dense_dim, multi=False, where=collection_name)

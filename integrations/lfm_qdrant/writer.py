@@ -38,10 +38,22 @@ from .layout import (
     Layout,
     Quantization,
     check_layout,
+    has_lexical,
     validate_collection_name,
 )
+from .lexical import LEXICAL, LexicalConfig
 from .points import PointId, payloads, point_id, validate_ids
-from .search import SearchMode, build_requests, query_kwargs, resolve_mode
+from .search import (
+    FUSIONS,
+    Fusion,
+    Legs,
+    SearchMode,
+    SearchPlan,
+    encode_queries,
+    explain_points,
+    query_kwargs,
+    resolve_mode,
+)
 from .steps import Call, StepDriver, Steps, Work
 from .upload import (
     CLIENT_ERRORS,
@@ -102,6 +114,11 @@ class MultiVectorWriter:
             ``"float32"``, ``"float16"`` (half the bytes) or ``"turbo8"`` (a quarter).
         pool_factor: store about ``1 / pool_factor`` of each document's ColBERT vectors
             (token pooling, :func:`lfm_core.pooling.pool_tokens`); ``1`` keeps them all.
+        lexical: give a new collection the ``bm25`` sparse vector (Qdrant's BM25, the
+            ``lexical`` leg of :meth:`search`): ``True`` with the default
+            :class:`~lfm_qdrant.LexicalConfig`, a ``LexicalConfig`` of your own, or ``False``
+            for none. An existing collection keeps what it has: its recorded BM25 settings
+            tokenize every document and query.
         shard_number: shards of a new collection on a Qdrant cluster (``None``: the
             server's default). Like the next two, applied only when the writer creates the
             collection, and ignored by an embedded store (one shard on one machine).
@@ -151,6 +168,7 @@ class MultiVectorWriter:
         on_disk: bool = False,
         colbert_datatype: ColbertDatatype = "float32",
         pool_factor: int = 1,
+        lexical: bool | LexicalConfig = True,
         shard_number: int | None = None,
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
@@ -182,8 +200,10 @@ class MultiVectorWriter:
         self.collection_name = collection_name
         self.dense = _load_encoder(dense, "dense", device)
         self.colbert = _load_encoder(colbert, "colbert", device)
-        if self.dense is None and self.colbert is None:
-            raise TypeError("MultiVectorWriter needs dense=, colbert= or both; got neither")
+        if self.dense is None and self.colbert is None and not lexical:
+            raise TypeError(
+                "MultiVectorWriter needs dense=, colbert=, or the lexical leg; got none of them"
+            )
         cluster = {
             name: None if value is None else check_positive_int(value, name)
             for name, value in (
@@ -192,15 +212,24 @@ class MultiVectorWriter:
                 ("write_consistency_factor", write_consistency_factor),
             )
         }
+        if not isinstance(lexical, (bool, LexicalConfig)):
+            raise TypeError(
+                f"lexical must be True, False or a LexicalConfig, not {type(lexical).__name__}"
+            )
+        # The BM25 settings this writer uses: its own until it has read the collection's.
+        self._lexical: LexicalConfig | None = (
+            (LexicalConfig() if lexical is True else lexical) if lexical else None
+        )
         self._layout = Layout(
             dense_dim=None if self.dense is None else int(self.dense.dim),
             colbert_dim=None if self.colbert is None else int(self.colbert.dim),
+            lexical=self._lexical is not None,
             quantization=quantization,
             on_disk=on_disk,
             colbert_datatype=colbert_datatype,
             **cluster,
         )
-        self._record = CollectionRecord.of(self.dense, self.colbert)
+        self._record = CollectionRecord.of(self.dense, self.colbert, self._lexical)
         self._pool_factor = check_positive_int(pool_factor, "pool_factor")
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
@@ -307,7 +336,7 @@ class MultiVectorWriter:
 
         def steps() -> Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
-            batch = self._points(keys, stored_payloads, dense, colbert)
+            batch = self._points(keys, stored_payloads, dense, colbert, self._bm25(texts))
             yield from self._upsert_steps(batch)
             _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
             return keys
@@ -341,6 +370,8 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        fusion: Fusion = "rrf",
+        explain: bool = False,
     ) -> list[models.ScoredPoint]:
         """Search the collection for one query.
 
@@ -351,12 +382,22 @@ class MultiVectorWriter:
                 (>= ``limit``).
             query_filter: a Qdrant filter on the payload (a ``models.Filter`` or the same as
                 a dict), applied to every stage.
-            mode: ``"hybrid"`` (dense prefetch, MaxSim rerank), ``"dense"`` or ``"colbert"``.
-                Default: hybrid with both models, else the one there is.
+            mode: ``"hybrid"`` (every leg the collection has: dense and lexical candidates
+                fused, then ColBERT MaxSim over them, fused again with the legs' rankings),
+                ``"dense"``, ``"lexical"`` (BM25) or ``"colbert"`` (exact MaxSim over the
+                whole collection). Default: hybrid with two legs or more, else the one there is.
+            fusion: ``"rrf"`` (reciprocal rank fusion, k=60) or ``"dbsf"`` (distribution-based
+                score fusion), for the hybrid stages.
+            explain: return :class:`~lfm_qdrant.ExplainedPoint` hits whose ``legs`` say which
+                legs found each hit, at what rank and score (the same query vectors: no
+                second encoding).
 
         Returns:
             Best first; ``point.payload["text"]`` is the text, ``point.id`` the id ``add``
-            returned, ``point.score`` the MaxSim score (or the cosine in dense mode).
+            returned, ``point.score`` the mode's score: the fused score in hybrid mode with a
+            lexical leg, the MaxSim score in hybrid mode without one and in colbert mode, the
+            cosine in dense mode, the BM25 score in lexical mode. A lexical query with no
+            token left (only punctuation or stopwords) has no hit.
 
         Raises:
             TypeError: ``query`` is not a ``str``, a filter of the wrong type, or an async client.
@@ -366,7 +407,9 @@ class MultiVectorWriter:
         """
         self._require_sync("search", "asearch")
         return self._run(
-            self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+            self._search_steps(
+                [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain
+            )
         )[0]
 
     def search_batch(
@@ -377,6 +420,8 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        fusion: Fusion = "rrf",
+        explain: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Search for many queries: one encoding pass, one ``query_batch_points`` round trip.
 
@@ -384,7 +429,9 @@ class MultiVectorWriter:
         """
         self._require_sync("search_batch", "asearch_batch")
         return self._run(
-            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+            self._search_steps(
+                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain
+            )
         )
 
     def delete(
@@ -458,9 +505,13 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        fusion: Fusion = "rrf",
+        explain: bool = False,
     ) -> list[models.ScoredPoint]:
         """Async :meth:`search`; same arguments and results."""
-        steps = self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+        steps = self._search_steps(
+            [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain
+        )
         return (await self._drive(steps))[0]
 
     async def asearch_batch(
@@ -471,10 +522,14 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        fusion: Fusion = "rrf",
+        explain: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Async :meth:`search_batch`; same arguments and results."""
         return await self._drive(
-            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+            self._search_steps(
+                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain
+            )
         )
 
     async def adelete(
@@ -566,7 +621,10 @@ class MultiVectorWriter:
         if self.colbert is not None:
             pooled = {"pool_factor": self._pool_factor} if self._pool_factor > 1 else {}
             colbert = self.colbert.encode_documents(texts, show_progress=False, **pooled)
-        return self._points(keys, batch_payloads, dense, colbert)
+        return self._points(keys, batch_payloads, dense, colbert, self._bm25(texts))
+
+    def _bm25(self, texts: list[str]) -> list[models.SparseVector | None] | None:
+        return None if self._lexical is None else self._lexical.embed_documents(texts)
 
     def _points(
         self,
@@ -574,11 +632,17 @@ class MultiVectorWriter:
         batch_payloads: list[dict[str, Any]],
         dense: Any,
         colbert: Any,
+        bm25: list[models.SparseVector | None] | None = None,
     ) -> _Batch:
         batch = _Batch(points=[], sizes=[])
         for j, key in enumerate(keys):
             vector: dict[str, Any] = {}
             n_floats = 0
+            terms = None if bm25 is None else bm25[j]
+            if terms is not None:
+                # A text with no token left (punctuation, stopwords) gets no bm25 vector.
+                vector[LEXICAL] = terms
+                n_floats += 2 * len(terms.indices)
             if dense is not None:
                 vector[DENSE] = np.asarray(dense[j], dtype=np.float32).tolist()
                 n_floats += len(vector[DENSE])
@@ -608,45 +672,70 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None,
         mode: SearchMode | None,
         single: bool,
+        fusion: Fusion = "rrf",
+        explain: bool = False,
     ) -> Steps[list[list[models.ScoredPoint]]]:
         if single:
             (query,) = queries
             if not isinstance(query, str):
                 what = "None" if query is None else f"a {type(query).__name__}"
                 raise TypeError(f"query is {what}; expected str")
-            items = [query]
+            items = validate_texts([query], "query")
         else:
             items = validate_texts(queries, "queries")
+        for i, item in enumerate(items):
+            if not item.strip():
+                where = "query" if single else f"queries[{i}]"
+                raise InputError(f"{where} is blank; a search needs some text to look for")
         limit = check_positive_int(limit, "limit")
         prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
-        mode = resolve_mode(mode, self.dense, self.colbert)
-        if mode == "hybrid" and prefetch_limit < limit:
+        if fusion not in FUSIONS:
+            raise InputError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+        if not isinstance(explain, bool):
+            raise TypeError(f"explain must be a bool, not {type(explain).__name__}")
+        # The mode is checked against the models now, against the collection once read.
+        if resolve_mode(mode, self._legs(), collection_known=False) == "hybrid" and (
+            prefetch_limit < limit
+        ):
             raise InputError(
                 f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit}); the "
-                "rerank can only return candidates the dense stage found"
+                "rerank can only return candidates the first stage found"
             )
         flt = as_filter(query_filter)
         if not items:
             return []
         yield from self._ensure_collection(write=False)
-        requests = yield Work(
-            build_requests,
-            (items, mode, limit, prefetch_limit, flt, self.dense, self.colbert),
-        )
-        if single:
+        legs = self._legs()
+        mode = resolve_mode(mode, legs)
+        plan = SearchPlan(mode, limit, prefetch_limit, flt, fusion)
+        vectors = yield Work(encode_queries, (items, mode, legs))
+        requests = [plan.request(v) for v in vectors]
+        per_leg = [plan.leg_requests(v) if explain else {} for v in vectors]
+        batch = [r for r in requests if r is not None]
+        batch += [r for legs_of_query in per_leg for r in legs_of_query.values()]
+        if not batch:
+            return [[] for _ in items]
+        if single and len(batch) == 1:
             response = yield Call(
-                "query_points",
-                {"collection_name": self.collection_name, **query_kwargs(requests[0])},
+                "query_points", {"collection_name": self.collection_name, **query_kwargs(batch[0])}
             )
-            return [list(response.points)]
-        responses = yield Call(
-            "query_batch_points",
-            {
-                "collection_name": self.collection_name,
-                "requests": requests,
-            },
-        )
-        return [list(response.points) for response in responses]
+            responses = [response]
+        else:
+            responses = yield Call(
+                "query_batch_points",
+                {"collection_name": self.collection_name, "requests": batch},
+            )
+        answers = iter(responses)
+        hits = [[] if r is None else list(next(answers).points) for r in requests]
+        if not explain:
+            return hits
+        return [
+            list(explain_points(found, {leg: list(next(answers).points) for leg in legs_of_query}))
+            for found, legs_of_query in zip(hits, per_leg, strict=True)
+        ]
+
+    def _legs(self) -> Legs:
+        return Legs(dense=self.dense, colbert=self.colbert, lexical=self._lexical)
 
     def _delete_steps(
         self,
@@ -716,6 +805,8 @@ class MultiVectorWriter:
             check_layout(info, self._layout, name, exact=write)
             stored = CollectionRecord.from_metadata(info.config.metadata, name)
             self._record.check(stored, name)
+            # The collection decides the lexical leg: its own BM25 settings, or none.
+            self._lexical = stored.lexical if stored is not None and has_lexical(info) else None
         self._checked.add(write)
         if write:
             self._checked.add(False)

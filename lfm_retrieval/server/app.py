@@ -272,6 +272,11 @@ def create_app(
                         "id": p.id,
                         "score": p.score,
                         "payload": p.payload if body.with_payload else None,
+                        **(
+                            {"legs": {leg: r.model_dump() for leg, r in p.legs.items()}}
+                            if body.explain
+                            else {}
+                        ),
                     }
                     for p in results
                 ],
@@ -411,7 +416,7 @@ class _Service:
     def search(self, body: SearchRequest) -> tuple[list[Any], str]:
         """On the model thread: the query's points and the mode used."""
         from lfm_qdrant import MultiVectorWriter, validate_collection_name
-        from lfm_retrieval.pipeline import collection_vectors, default_mode
+        from lfm_retrieval.pipeline import choose_mode, collection_legs
 
         if self.store is None:
             raise ApiError(
@@ -422,18 +427,20 @@ class _Service:
             )
         try:
             validate_collection_name(body.collection)
-            writer = self._writers.get(body.collection)
-            if writer is None:
-                vectors = collection_vectors(self.store, body.collection)
+            cached = self._writers.get(body.collection)
+            if cached is None:
+                legs = collection_legs(self.store, body.collection)
                 writer = MultiVectorWriter(
                     self.store,
                     body.collection,
-                    dense=self.encoders.get("dense") if "dense" in vectors else None,
-                    colbert=self.encoders.get("colbert") if "colbert" in vectors else None,
+                    dense=self.encoders.get("dense") if "dense" in legs else None,
+                    colbert=self.encoders.get("colbert") if "colbert" in legs else None,
                 )
-                self._writers[body.collection] = writer
-            mode = body.mode or default_mode(
-                ["dense", "colbert"],
+                cached = self._writers[body.collection] = (writer, legs)
+            writer, legs = cached
+            mode = choose_mode(
+                body.mode,
+                legs,
                 dense=writer.dense is not None,
                 colbert=writer.colbert is not None,
             )
@@ -443,6 +450,8 @@ class _Service:
                 prefetch_limit=max(body.prefetch_limit, body.limit),
                 query_filter=body.filter,
                 mode=mode,
+                fusion=body.fusion,
+                explain=body.explain,
             )
         except TypeError as error:
             raise ApiError(400, str(error), code="invalid_search", param="filter") from None

@@ -65,8 +65,14 @@ class SearchRequest(_Request):
 
     query: StrictStr
     collection: StrictStr
-    mode: Literal["dense", "colbert", "hybrid"] | None = Field(
-        None, description="default: hybrid when the collection and the models allow it"
+    mode: Literal["hybrid", "dense", "lexical", "colbert"] | None = Field(
+        None,
+        description="hybrid: every leg the collection has, fused; dense, lexical (BM25) or "
+        "colbert alone. Default: hybrid when two legs or more are there",
+    )
+    fusion: Literal["rrf", "dbsf"] = Field("rrf", description="how hybrid fuses rankings")
+    explain: StrictBool = Field(
+        False, description="each result says which legs found it, at what rank and score"
     )
     limit: StrictInt = Field(10, ge=1, le=1000)
     prefetch_limit: StrictInt = Field(100, ge=1, le=10000)

@@ -21,8 +21,10 @@ from qdrant_client import QdrantClient, models
 from lfm_core import CollectionError
 from lfm_qdrant import EdgeStore, MultiVectorWriter, StoreError
 
+# Each repetition is longer than the last: no two documents tie in any leg (engines break
+# ties in their own order, so tied documents could come back in either order).
 DOCS = [
-    f"{topic} note {i}: {detail}"
+    f"{topic} note {i}: {detail}" + " copy" * (i // 8)
     for i, (topic, detail) in enumerate(
         [
             ("shipping", "orders leave the warehouse within two days"),
@@ -60,14 +62,26 @@ def both(tmp_path_factory, tiny_dense, tiny_colbert):
 
 
 def assert_same(edge_hits: list[Any], local_hits: list[Any]) -> None:
-    assert [h.id for h in edge_hits] == [h.id for h in local_hits]
     np.testing.assert_allclose(
         [h.score for h in edge_hits], [h.score for h in local_hits], rtol=0, atol=1e-4
     )
-    assert [h.payload for h in edge_hits] == [h.payload for h in local_hits]
+
+    # Rank fusion gives exact ties (ranks 2 and 8 sum as 8 and 2 do); each engine orders a
+    # tie its own way. So hits are compared in groups of equal score; the last group may
+    # be cut by the limit differently.
+    def groups(hits: list[Any]) -> list[set[Any]]:
+        out: list[set[Any]] = []
+        for i, h in enumerate(hits):
+            if i and abs(h.score - hits[i - 1].score) < 1e-6:
+                out[-1].add((h.id, repr(h.payload)))
+            else:
+                out.append({(h.id, repr(h.payload))})
+        return out
+
+    assert groups(edge_hits)[:-1] == groups(local_hits)[:-1]
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "dense", "colbert"])
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical", "colbert"])
 @pytest.mark.parametrize(
     "query_filter",
     [
@@ -85,7 +99,9 @@ def test_edge_and_local_mode_agree(both, mode, query_filter):
         local = both["local"].search(
             query, limit=6, prefetch_limit=12, query_filter=query_filter, mode=mode
         )
-        assert len(edge) == 6
+        # BM25 finds only the documents that share a word with the query (none, once the
+        # filter leaves out the Spanish notes for the Spanish query).
+        assert len(edge) == 6 or mode == "lexical"
         assert_same(edge, local)
 
 

@@ -532,7 +532,8 @@ def _two_stage_oracle(
 
 
 def test_search_is_dense_prefetch_then_colbert_maxsim(client, collection, dense, colbert):
-    writer = MultiVectorWriter(client, collection, dense=dense, colbert=colbert)
+    # Without the lexical leg (collections written before it), hybrid is the two stages.
+    writer = MultiVectorWriter(client, collection, dense=dense, colbert=colbert, lexical=False)
     writer.add(DOCS)
     for query in QUERIES:
         hits = writer.search(query, limit=4, prefetch_limit=6)
@@ -548,7 +549,7 @@ def test_search_is_dense_prefetch_then_colbert_maxsim(client, collection, dense,
 @pytest.mark.parametrize("mode", ["dense", "colbert"])
 def test_single_model_collections_search_with_that_model(memory_client, dense, colbert, mode):
     encoders = {"dense": dense} if mode == "dense" else {"colbert": colbert}
-    writer = MultiVectorWriter(memory_client, "c", **encoders)
+    writer = MultiVectorWriter(memory_client, "c", **encoders, lexical=False)
     writer.add(DOCS)
     assert list(memory_client.get_collection("c").config.params.vectors) == [mode]
     hits = writer.search(QUERIES[0], limit=len(DOCS))
@@ -618,7 +619,7 @@ def test_async_client_gives_the_same_results(backend, tmp_path, collection, dens
         aclient = make_client(backend, tmp_path, asynchronous=True)
         try:
             writer = MultiVectorWriter(
-                aclient, collection, dense=dense, colbert=colbert, batch_size=5
+                aclient, collection, dense=dense, colbert=colbert, batch_size=5, lexical=False
             )
             ids = await writer.aadd(DOCS)
             assert await writer.aadd(DOCS) == ids
@@ -687,7 +688,7 @@ def test_async_methods_work_on_a_sync_client(memory_client, dense):
 
 def test_qdrant_edge_returns_the_same_top_results(tmp_path, memory_client, dense, colbert):
     qe = pytest.importorskip("qdrant_edge")
-    writer = MultiVectorWriter(memory_client, "c", dense=dense, colbert=colbert)
+    writer = MultiVectorWriter(memory_client, "c", dense=dense, colbert=colbert, lexical=False)
     ids = writer.add(DOCS)
 
     config = qe.EdgeConfig(
@@ -745,7 +746,7 @@ def test_writer_exposes_its_parts(memory_client, dense):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({}, TypeError, "needs dense=, colbert= or both"),
+        ({"lexical": False}, TypeError, "needs dense=, colbert=, or the lexical leg"),
         ({"dense": 3}, TypeError, "dense=: encoder is int; expected lfm_core.DenseEncoder"),
         ({"dense": "unused", "batch_size": 0}, InputError, "batch_size must be >= 1, got 0"),
         ({"dense": "unused", "quantization": "pq"}, InputError, "quantization must be"),

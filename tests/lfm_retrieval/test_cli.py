@@ -91,7 +91,10 @@ def test_search_modes_rank_like_the_encoders_themselves(
     tmp_path, corpus, models, capsys, mode, tiny_dense, tiny_colbert
 ):
     store = ["--path", str(tmp_path / "q")]
-    assert cli.main(["index", str(corpus), "--collection", "docs", *models, *store, "--quiet"]) == 0
+    # Without the lexical leg, hybrid is dense prefetch then MaxSim (the lexical leg's own
+    # tests are in test_cli_lexical.py and tests/integrations/test_qdrant_lexical.py).
+    index = ["index", str(corpus), "--collection", "docs", "--no-lexical"]
+    assert cli.main([*index, *models, *store, "--quiet"]) == 0
     query = "who keeps threads safe?"
     assert cli.main(["search", query, "--collection", "docs", "--mode", mode, *models, *store]) == 0
     labels = _ranked_labels(capsys.readouterr().out)
@@ -189,10 +192,10 @@ def test_dense_only_collection_searches_without_a_colbert_model(
     assert cli.main(["index", str(corpus), "--collection", "d", *store, "--quiet"]) == 0
     assert cli.main(["search", "fox", "--collection", "d", *store, "--limit", "2"]) == 0
     assert len(_ranked_labels(capsys.readouterr().out)) == 2
-    assert cli.main(["search", "fox", "--collection", "d", *store, "--mode", "hybrid"]) == 2
+    assert cli.main(["search", "fox", "--collection", "d", *store, "--mode", "colbert"]) == 2
     assert (
-        "error: search mode 'hybrid' needs a colbert model; --colbert-model is 'none'"
-        in capsys.readouterr().err
+        "error: search mode 'colbert' needs the collection's 'colbert' vector; it has "
+        "['dense', 'lexical']" in capsys.readouterr().err
     )
 
 
@@ -434,6 +437,8 @@ def test_eval_on_a_scifact_slice_matches_brute_force_search(
             str(minilm_dir),
             "--colbert-model",
             "none",
+            "--mode",
+            "dense",
             "--path",
             str(tmp_path / "q"),
             "--quiet",
