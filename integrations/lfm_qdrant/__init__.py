@@ -11,6 +11,7 @@ Usage::
 """
 
 from .edge import EdgeStore, StoreError
+from .filters import FilterError, as_filter
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
 from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
@@ -44,11 +45,13 @@ __all__ = [
     "CollectionRecord",
     "EdgeStore",
     "EncodedElsewhere",
+    "FilterError",
     "ModelRecord",
     "MultiVectorWriter",
     "PointId",
     "SearchMode",
     "StoreError",
+    "as_filter",
     "point_id",
     "text_point_id",
     "validate_collection_name",
