@@ -728,15 +728,21 @@ class _ApiKey:
 
 def _openapi(app: FastAPI, *, bearer: bool) -> dict[str, Any]:
     """FastAPI's document without the ``422`` it adds to every route with a body (the
-    service answers ``400``), and with the bearer scheme when the service has a key."""
+    service answers ``400``), errors always as JSON (FastAPI gives them the route's media
+    type: text/plain on ``/metrics``), and with the bearer scheme when the service has a key."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
+    error_schema = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
     for path, item in schema.get("paths", {}).items():
         for operation in item.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for status, response in responses.items():
+                if status[0] in "45":  # errors are JSON even where the route's answer is not
+                    response["content"] = {"application/json": error_schema}
             if bearer and path != "/health":
                 operation["security"] = [{"bearer": []}]
     components = schema.setdefault("components", {})
