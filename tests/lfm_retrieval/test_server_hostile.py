@@ -26,24 +26,6 @@ from lfm_retrieval.server import ServiceConfig, create_app, served_model_name, w
 KEY = "hostile-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON_AUTH = {**AUTH, "content-type": "application/json"}
-DOCS = ["orders ship in two days", "returns within 30 days", "gift cards never expire"]
-
-
-@pytest.fixture(scope="module")
-def edge_store(
-    tmp_path_factory: pytest.TempPathFactory,
-    tiny_dense: DenseEncoder,
-    tiny_colbert: LateInteractionEncoder,
-) -> Iterator[Any]:
-    """An Edge store with one hybrid collection, ``faq``."""
-    from lfm_qdrant import EdgeStore, MultiVectorWriter
-
-    store = EdgeStore(tmp_path_factory.mktemp("hostile-store"))
-    MultiVectorWriter(store, "faq", dense=tiny_dense, colbert=tiny_colbert).add(
-        DOCS, ids=[1, 2, 3], metadata=[{"lang": "en"}, {"lang": "de"}, {"lang": "en"}]
-    )
-    yield store
-    store.close()
 
 
 @pytest.fixture(scope="module")
