@@ -114,7 +114,7 @@ def writer(tmp_path_factory: pytest.TempPathFactory, tiny_dense: DenseEncoder) -
     store.close()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(value=ANY_JSON)
 def test_any_json_value_is_a_filter_or_a_filter_error(value: Any) -> None:
     try:
@@ -128,7 +128,9 @@ def test_any_json_value_is_a_filter_or_a_filter_error(value: Any) -> None:
     assert result is None if value is None else isinstance(result, models.Filter)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(value=FILTERS)
 def test_a_filter_it_accepts_never_fails_in_the_engine(writer: Any, value: dict[str, Any]) -> None:
     try:
