@@ -255,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer KEY' on every endpoint but /health, KEY read "
         "from this environment variable",
     )
+    group.add_argument(
+        "--served-model-name",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="the id clients see (GET /v1/models, the 'model' field) for each loaded model, in "
+        "order: the embedding model, then the ColBERT model (default: the hub id, or the "
+        "folder's name; never the folder's path)",
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection that has not sent a whole request head within this time "
+        "(default 30); idle keep-alive connections close after 5 s",
+    )
     group.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     group.add_argument("--access-log", action="store_true", help="log every request")
     group = serve.add_argument_group("batching across requests")
@@ -679,6 +696,9 @@ def _serve(args: argparse.Namespace) -> int:
             )
     if args.max_wait_ms < 0 or args.request_timeout <= 0:
         raise CommandError("--max-wait-ms must be >= 0 and --request-timeout > 0", EXIT_USAGE)
+    if not args.header_timeout > 0:
+        raise CommandError(f"--header-timeout must be > 0, got {args.header_timeout}", EXIT_USAGE)
+    served_names = _served_names(args)
     limits = ServiceLimits(
         max_inputs=args.max_inputs,
         max_input_chars=args.max_input_chars,
@@ -701,7 +721,9 @@ def _serve(args: argparse.Namespace) -> int:
             max_batch_tokens=args.max_batch_tokens,
             model_workers=workers,
         )
-        config = ServiceConfig(api_key=api_key, limits=limits, batching=batching)
+        config = ServiceConfig(
+            api_key=api_key, limits=limits, batching=batching, served_model_names=served_names
+        )
         app = create_app(dense, colbert, store=store, config=config)
         print(
             f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "
@@ -720,8 +742,34 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level=args.log_level,
             access_log=args.access_log,
+            header_timeout_s=args.header_timeout,
         )
     return 0
+
+
+def _served_names(args: argparse.Namespace) -> dict[str, str]:
+    """``--served-model-name``, one per loaded model, by side; checked before models load."""
+    if args.served_model_name is None:
+        return {}
+    loaded = [
+        side
+        for side, name in zip(("dense", "colbert"), _model_names(args, (None, None)))
+        if name is not None
+    ]
+    names = [name.strip() for name in args.served_model_name]
+    if len(names) != len(loaded):
+        raise CommandError(
+            f"--served-model-name has {len(names)} name(s) for {len(loaded)} loaded model(s) "
+            f"({', '.join(loaded)}): give one per model, in that order",
+            EXIT_USAGE,
+        )
+    if not all(names) or len(set(names)) != len(names):
+        raise CommandError(
+            f"--served-model-name {' '.join(map(repr, names))}: names must be non-empty and "
+            "distinct",
+            EXIT_USAGE,
+        )
+    return dict(zip(loaded, names))
 
 
 def _model_workers(requested: int | None, device: str) -> int:

@@ -11,6 +11,7 @@ Usage::
 """
 
 from .edge import EdgeStore, StoreError
+from .filters import FilterError, as_filter
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
 from .lexical import LEXICAL, LexicalConfig
@@ -50,6 +51,7 @@ __all__ = [
     "EdgeStore",
     "EncodedElsewhere",
     "ExplainedPoint",
+    "FilterError",
     "Fusion",
     "LegRank",
     "LexicalConfig",
@@ -58,6 +60,7 @@ __all__ = [
     "PointId",
     "SearchMode",
     "StoreError",
+    "as_filter",
     "point_id",
     "text_point_id",
     "validate_collection_name",

@@ -50,10 +50,10 @@ COLBERT = "colbert"
 Quantization = Literal["scalar", "binary"]
 ColbertDatatype = Literal["float32", "float16", "turbo8"]
 
-# Qdrant's own rule for collection names (1 to 255 characters, none of these), plus the two
+# Qdrant's own rule for collection names (1 to 255 bytes, none of these), plus the two
 # names that are folders of their own on disk.
 _FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
-_MAX_NAME_CHARS = 255
+_MAX_NAME_BYTES = 255
 
 
 def validate_collection_name(name: object) -> str:
@@ -69,11 +69,19 @@ def validate_collection_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a collection name must be a str, not {type(name).__name__}")
     if not name:
-        raise InputError("collection name is empty; Qdrant needs 1 to 255 characters")
-    if len(name) > _MAX_NAME_CHARS:
+        raise InputError("collection name is empty; Qdrant needs 1 to 255 bytes")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as error:
         raise InputError(
-            f"collection name {name[:40]!r}... has {len(name)} characters; Qdrant allows at "
-            f"most {_MAX_NAME_CHARS}"
+            f"collection name {name!r} holds an unpaired UTF-16 surrogate at index "
+            f"{error.start}, which cannot be encoded as UTF-8"
+        ) from None
+    # A name is a folder on disk: the limit is the file system's, 255 bytes of UTF-8.
+    if size > _MAX_NAME_BYTES:
+        raise InputError(
+            f"collection name {name[:40]!r}... is {size} bytes of UTF-8 ({len(name)} "
+            f"characters); Qdrant allows at most {_MAX_NAME_BYTES} bytes"
         )
     bad = next((c for c in name if c in _FORBIDDEN_NAME_CHARS), None)
     if bad is not None:

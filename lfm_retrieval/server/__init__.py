@@ -22,20 +22,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from .app import ApiError, ServiceConfig, ServiceLimits, create_app
+from .app import ServiceConfig, ServiceLimits, create_app, served_model_name
 from .batching import BatchingOptions, EncodeBatcher, Overloaded
+from .errors import ERROR_RESPONSES, ApiError, ErrorBody, error_responses
 from .metrics import ServiceMetrics
+from .protocol import with_header_timeout
 
 __all__ = [
+    "ERROR_RESPONSES",
     "ApiError",
     "BatchingOptions",
     "EncodeBatcher",
+    "ErrorBody",
     "Overloaded",
     "ServiceConfig",
     "ServiceLimits",
     "ServiceMetrics",
     "create_app",
+    "error_responses",
     "serve",
+    "served_model_name",
+    "with_header_timeout",
 ]
 
 
@@ -47,8 +54,14 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
     graceful_shutdown_s: float = 30.0,
+    header_timeout_s: float = 30.0,
+    keep_alive_s: int = 5,
 ) -> None:
     """Run ``app`` with uvicorn until SIGINT or SIGTERM.
+
+    A connection that has not sent a whole request head ``header_timeout_s`` after it
+    opened (or after a new request's first byte) is closed, as is one idle between requests
+    for ``keep_alive_s``: slow or silent clients cannot hold the file descriptors.
 
     On SIGTERM the server stops accepting connections and finishes the requests in
     flight (for at most ``graceful_shutdown_s``) before the model threads stop. Objects
@@ -72,5 +85,7 @@ def serve(
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=int(graceful_shutdown_s),
+        timeout_keep_alive=keep_alive_s,
+        http=with_header_timeout(header_timeout_s),
     )
     uvicorn.Server(config).run()

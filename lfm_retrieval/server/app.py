@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,16 +17,25 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lfm_core import CollectionError, DenseEncoder, InputError, InputType, rank_scores
+from lfm_core import (
+    CollectionError,
+    DenseEncoder,
+    InputError,
+    InputType,
+    rank_scores,
+    validate_texts,
+)
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
+from .errors import ApiError, error_body, error_responses
 from .metrics import ServiceMetrics
 from .schemas import EmbeddingsRequest, MultivectorRequest, RerankRequest, SearchRequest
 
@@ -68,36 +77,35 @@ class ServiceConfig:
     """Everything the service needs besides its models and its store.
 
     Attributes:
-        api_key: when set, every endpoint but ``/health`` wants ``Authorization: Bearer KEY``.
+        api_key: when set, every path but ``/health`` wants ``Authorization: Bearer KEY``,
+            checked before the body is read (``401`` otherwise).
         limits: request limits.
         batching: batching across requests, and the queue bound.
+        served_model_names: the id each model is served as (``GET /v1/models``, the
+            ``model`` field), by side (``"dense"``, ``"colbert"``); default
+            :func:`served_model_name` of the encoder's ``model_name``.
     """
 
     api_key: str | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     batching: BatchingOptions = field(default_factory=BatchingOptions)
+    served_model_names: Mapping[str, str] = field(default_factory=dict)
 
 
-class ApiError(Exception):
-    """An error answered with ``status`` and an OpenAI-style body naming the problem."""
+def served_model_name(model_name_or_path: str) -> str:
+    """The id a model is served as by default: a hub id as is, a local folder by its name.
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str,
-        param: str | None = None,
-        kind: str = "invalid_request_error",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-        self.kind = kind
-        self.headers = headers or {}
+    A client never sees the server's file paths (``/srv/models/lfm`` is served as ``lfm``).
+
+    >>> served_model_name("LiquidAI/LFM2.5-Embedding-350M")
+    'LiquidAI/LFM2.5-Embedding-350M'
+    >>> served_model_name("/")
+    'model'
+    """
+    path = Path(model_name_or_path)
+    if path.is_absolute() or path.exists():
+        return path.resolve().name or "model"
+    return model_name_or_path
 
 
 class _ClientGone(Exception):
@@ -134,22 +142,27 @@ def create_app(
         finally:
             await service.batcher.stop()
 
-    public = service.config.api_key is None
     app = FastAPI(
         title="lfm-retrieval",
         summary="LFM2.5 dense embeddings, ColBERT vectors, rerank and search",
         lifespan=lifespan,
-        docs_url="/docs" if public else None,
+        # With an API key these are behind it too (the middleware guards every path).
+        docs_url="/docs",
         redoc_url=None,
-        openapi_url="/openapi.json" if public else None,
+        openapi_url="/openapi.json",
     )
     app.state.service = service
     _add_error_handlers(app, service)
+    # Starlette runs the last added first: metrics see every answer, then the key is checked
+    # before anything reads the body, then the body's size.
     app.add_middleware(_BodyLimit, max_bytes=service.config.limits.max_body_bytes)
+    if service.config.api_key is not None:
+        app.add_middleware(_ApiKey, key=service.config.api_key, metrics=service.metrics)
     app.add_middleware(_RequestMetrics, metrics=service.metrics)
-    auth = [Depends(service.authorize)]
+    app.openapi = partial(_openapi, app, bearer=service.config.api_key is not None)  # type: ignore[method-assign]
+    encode_errors = error_responses(400, 401, 404, 413, 503)
 
-    @app.get("/health")
+    @app.get("/health", responses=error_responses(503))
     async def health() -> dict[str, Any]:
         """Liveness: ``{"status": "ok"}`` while the model thread takes work."""
         if not service.batcher.running:
@@ -158,14 +171,14 @@ def create_app(
             )
         return {"status": "ok", "queued_texts": service.batcher.queued_texts}
 
-    @app.get("/v1/models", dependencies=auth)
+    @app.get("/v1/models", responses=error_responses(401))
     async def list_models() -> dict[str, Any]:
         """The loaded models, in OpenAI's list shape (``kind``: dense or colbert, ``dim``)."""
         return {
             "object": "list",
             "data": [
                 {
-                    "id": encoder.model_name,
+                    "id": service.names[side],
                     "object": "model",
                     "created": 0,
                     "owned_by": "lfm-retrieval",
@@ -176,19 +189,19 @@ def create_app(
             ],
         }
 
-    @app.get("/metrics", dependencies=auth)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
     async def metrics() -> Response:
         """Prometheus text: requests, errors, tokens, batch sizes, queue, latency."""
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/embeddings", dependencies=auth)
+    @app.post("/v1/embeddings", responses=encode_errors)
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
         """OpenAI-compatible embeddings from the dense model."""
         encoder = service.model_for("dense", body.model)
         if body.dimensions is not None and body.dimensions != encoder.dim:
             raise ApiError(
                 400,
-                f"dimensions={body.dimensions} is not supported: {encoder.model_name} gives "
+                f"dimensions={body.dimensions} is not supported: {service.names['dense']} gives "
                 f"{encoder.dim}-d vectors and cannot shorten them; leave dimensions out",
                 code="unsupported_dimensions",
                 param="dimensions",
@@ -200,13 +213,13 @@ def create_app(
             for i, v in enumerate(out.vectors)
         ]
         return _answer(
-            {"object": "list", "data": data, "model": encoder.model_name, **_usage(out)}, out
+            {"object": "list", "data": data, "model": service.names["dense"], **_usage(out)}, out
         )
 
-    @app.post("/v1/multivector", dependencies=auth)
+    @app.post("/v1/multivector", responses=encode_errors)
     async def multivector(body: MultivectorRequest, request: Request) -> Response:
         """ColBERT token vectors, one ``[n_tokens, dim]`` matrix per input."""
-        encoder = service.model_for("colbert", body.model)
+        service.model_for("colbert", body.model)
         texts = service.check_texts(body.input, "input")
         out = await service.encode(request, "colbert", body.input_type, texts)
         data = [
@@ -219,18 +232,19 @@ def create_app(
             for i, m in enumerate(out.vectors)
         ]
         return _answer(
-            {"object": "list", "data": data, "model": encoder.model_name, **_usage(out)}, out
+            {"object": "list", "data": data, "model": service.names["colbert"], **_usage(out)},
+            out,
         )
 
-    @app.post("/v1/rerank", dependencies=auth)
+    @app.post("/v1/rerank", responses=encode_errors)
     async def rerank(body: RerankRequest, request: Request) -> Response:
         """Rank ``documents`` for ``query``: ColBERT MaxSim when loaded, else dense cosine."""
         side: Side = "colbert" if "colbert" in service.encoders else "dense"
         encoder = service.model_for(side, body.model)
-        service.check_texts([body.query], "query")
+        (query_text,) = service.check_texts(body.query, "query")
         docs = service.check_texts(body.documents, "documents")
         with_text = [i for i, doc in enumerate(docs) if doc.strip()]
-        query = await service.encode(request, side, "query", [body.query])
+        query = await service.encode(request, side, "query", [query_text])
         scores = np.zeros(0, dtype=np.float32)
         documents = None
         if with_text:
@@ -249,17 +263,17 @@ def create_app(
         tokens = sum(query.counts.tokens) + (sum(documents.counts.tokens) if documents else 0)
         truncated = [] if documents is None else [with_text[i] for i in documents.counts.truncated]
         payload = {
-            "model": encoder.model_name,
+            "model": service.names[side],
             "results": results,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "truncated": truncated,
         }
         return JSONResponse(payload, headers=_truncation_header(len(truncated)))
 
-    @app.post("/v1/search", dependencies=auth)
+    @app.post("/v1/search", responses=error_responses(400, 401, 404, 409, 413, 503))
     async def search(body: SearchRequest, request: Request) -> Response:
         """Search a collection written by lfm_qdrant: ids, scores and payloads, best first."""
-        service.check_texts([body.query], "query")
+        service.check_texts(body.query, "query")
         results, mode = await service.wait(
             request, service.batcher.call(lambda: service.search(body))
         )
@@ -301,6 +315,10 @@ class _Service:
             self.encoders["dense"] = dense
         if colbert is not None:
             self.encoders["colbert"] = colbert
+        self.names: dict[Side, str] = {
+            side: config.served_model_names.get(side) or served_model_name(str(e.model_name))
+            for side, e in self.encoders.items()
+        }
         self.store = store
         self.config = config
         self.metrics = ServiceMetrics()
@@ -311,20 +329,6 @@ class _Service:
             in_flight=lambda: self.metrics.requests_in_flight,
         )
         self._writers: dict[str, Any] = {}
-
-    async def authorize(self, request: Request) -> None:
-        key = self.config.api_key
-        if key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), key):
-            raise ApiError(
-                401,
-                "missing or wrong API key: send Authorization: Bearer KEY",
-                code="invalid_api_key",
-                kind="authentication_error",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
     def model_for(self, side: Side, requested: str | None) -> ServedEncoder:
         """The encoder of ``side``, checked against the request's ``model`` field."""
@@ -337,27 +341,51 @@ class _Service:
                 code="model_not_loaded",
                 param="model",
             )
-        if requested is None or _names(encoder, requested):
+        if requested is None or self._names(side, requested):
             return encoder
-        for other_side, other in self.encoders.items():
-            if _names(other, requested):
+        for other_side in self.encoders:
+            if self._names(other_side, requested):
                 raise ApiError(
                     400,
                     f"model {requested!r} is the {other_side} model; this endpoint serves the "
-                    f"{side} model {encoder.model_name!r}",
+                    f"{side} model {self.names[side]!r}",
                     code="wrong_model_kind",
                     param="model",
                 )
         raise ApiError(
             404,
             f"model {requested!r} is not served here; GET /v1/models lists "
-            f"{', '.join(repr(e.model_name) for e in self.encoders.values())}",
+            f"{', '.join(repr(name) for name in self.names.values())}",
             code="model_not_found",
             param="model",
         )
 
+    async def authorize(self, request: Request) -> None:
+        """``401`` unless the request carries the key (a dependency for routes added later;
+        the middleware has checked it already, before the body)."""
+        key = self.config.api_key
+        if key is not None and not _key_matches(request.scope, key.encode()):
+            raise ApiError(
+                401,
+                _UNAUTHORIZED,
+                code="invalid_api_key",
+                kind="authentication_error",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def _names(self, side: Side, requested: str) -> bool:
+        """Whether ``requested`` names the model of ``side``: its served id or the one it was
+        loaded by (a client that knows the path may send it; the service never shows it)."""
+        return requested in (self.names[side], str(self.encoders[side].model_name))
+
     def check_texts(self, value: str | Sequence[str], param: str) -> list[str]:
-        texts = [value] if isinstance(value, str) else list(value)
+        """The texts of ``param``, checked against the limits.
+
+        Unpaired UTF-16 surrogates (legal in JSON as ``"\\ud800"``, not encodable) are
+        repaired as the library repairs them (to U+FFFD, :func:`lfm_core.validate_texts`),
+        so a text echoed back is the text that was encoded.
+        """
+        texts = validate_texts([value] if isinstance(value, str) else value, param)
         limits = self.config.limits
         if not texts:
             raise ApiError(
@@ -415,7 +443,7 @@ class _Service:
 
     def search(self, body: SearchRequest) -> tuple[list[Any], str]:
         """On the model thread: the query's points and the mode used."""
-        from lfm_qdrant import MultiVectorWriter, validate_collection_name
+        from lfm_qdrant import FilterError, MultiVectorWriter, validate_collection_name
         from lfm_retrieval.pipeline import choose_mode, collection_legs
 
         if self.store is None:
@@ -427,6 +455,9 @@ class _Service:
             )
         try:
             validate_collection_name(body.collection)
+        except InputError as error:
+            raise ApiError(400, str(error), code="invalid_collection", param="collection") from None
+        try:
             cached = self._writers.get(body.collection)
             if cached is None:
                 legs = collection_legs(self.store, body.collection)
@@ -453,6 +484,9 @@ class _Service:
                 fusion=body.fusion,
                 explain=body.explain,
             )
+        except FilterError as error:
+            param = f"filter.{error.path}" if error.path else "filter"
+            raise ApiError(400, str(error), code="invalid_filter", param=param) from None
         except TypeError as error:
             raise ApiError(400, str(error), code="invalid_search", param="filter") from None
         except CollectionError as error:
@@ -475,12 +509,6 @@ def _score(encoder: ServedEncoder, query: np.ndarray, documents: list[np.ndarray
     if isinstance(encoder, DenseEncoder):
         return encoder.score(query, np.stack(documents))
     return encoder.score(query, documents)
-
-
-def _names(encoder: ServedEncoder, requested: str) -> bool:
-    """Whether ``requested`` names ``encoder``: its id, or the last part of its folder."""
-    name = str(encoder.model_name)
-    return requested in (name, Path(name).name, name.rstrip("/").rsplit("/", 1)[-1])
 
 
 class _VectorsResponse(JSONResponse):
@@ -525,10 +553,6 @@ async def _disconnected(request: Request) -> None:
 # ----------------------------------------------------------------------- errors
 
 
-def _error_body(message: str, kind: str, code: str, param: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
 def _add_error_handlers(app: FastAPI, service: _Service) -> None:
     def respond(
         request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -543,25 +567,28 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
         return respond(
             request,
             exc.status,
-            _error_body(exc.message, exc.kind, exc.code, exc.param),
+            error_body(exc.message, exc.kind, exc.code, exc.param),
             exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         message, code, param = _describe_invalid(exc.errors(), request.headers.get("content-type"))
-        return respond(request, 400, _error_body(message, "invalid_request_error", code, param))
+        return respond(request, 400, error_body(message, "invalid_request_error", code, param))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 400: FastAPI could not read the body (not UTF-8, nested too deep, a huge number).
+        code = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         message = f"{request.method} {request.url.path}: {exc.detail}"
         if exc.status_code == 404:
             message += f"; the endpoints are {', '.join(_ENDPOINTS)}"
         return respond(
             request,
             exc.status_code,
-            _error_body(message, "invalid_request_error", code, None),
+            error_body(message, "invalid_request_error", code, None),
             dict(exc.headers or {}),
         )
 
@@ -570,7 +597,7 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
         return respond(
             request,
             503,
-            _error_body(str(exc), "overloaded_error", "overloaded", None),
+            error_body(str(exc), "overloaded_error", "overloaded", None),
             {"Retry-After": str(exc.retry_after_s)},
         )
 
@@ -580,7 +607,7 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
         return respond(
             request,
             499,
-            _error_body("client closed the request", "client_error", "client_closed", None),
+            error_body("client closed the request", "client_error", "client_closed", None),
         )
 
     @app.exception_handler(Exception)
@@ -589,7 +616,7 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
         return respond(
             request,
             500,
-            _error_body(
+            error_body(
                 f"internal error ({type(exc).__name__}); see the service log",
                 "server_error",
                 "internal_error",
@@ -675,6 +702,67 @@ class _RequestMetrics:
             self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
 
 
+_UNAUTHORIZED = "missing or wrong API key: send Authorization: Bearer KEY"
+
+
+def _key_matches(scope: Scope, key: bytes) -> bool:
+    """Whether the ``Authorization`` header is ``Bearer KEY``, compared as bytes in constant
+    time (a header may hold any byte; a ``str`` comparison refuses non-ASCII with TypeError)."""
+    value = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+    scheme, _, token = value.partition(b" ")
+    return scheme.lower() == b"bearer" and secrets.compare_digest(token.strip(), key)
+
+
+class _ApiKey:
+    """``401`` for a request without the key, on every path but ``/health``, before the
+    app reads or parses the body: a client without the key learns nothing about the API."""
+
+    def __init__(self, app: ASGIApp, key: str, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.key = key.encode()
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health" or _key_matches(scope, self.key):
+            await self.app(scope, receive, send)
+            return
+        self.metrics.errors.labels(endpoint=_endpoint(scope), type="invalid_api_key").inc()
+        response = JSONResponse(
+            error_body(_UNAUTHORIZED, "authentication_error", "invalid_api_key", None),
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, _no_receive, send)
+
+
+def _openapi(app: FastAPI, *, bearer: bool) -> dict[str, Any]:
+    """FastAPI's document without the ``422`` it adds to every route with a body (the
+    service answers ``400``), errors always as JSON (FastAPI gives them the route's media
+    type: text/plain on ``/metrics``), and with the bearer scheme when the service has a key."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    error_schema = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for status, response in responses.items():
+                if status[0] in "45":  # errors are JSON even where the route's answer is not
+                    response["content"] = {"application/json": error_schema}
+            if bearer and path != "/health":
+                operation["security"] = [{"bearer": []}]
+    components = schema.setdefault("components", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(unused, None)
+    if bearer:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    app.openapi_schema = schema
+    return schema
+
+
 class _BodyLimit:
     """413 for a body over ``max_bytes``: from ``Content-Length`` before reading, else while
     reading a chunked body (nothing past the limit is buffered)."""
@@ -714,7 +802,7 @@ class _BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = JSONResponse(
-            _error_body(
+            error_body(
                 f"the request body is over {self.max_bytes} bytes",
                 "invalid_request_error",
                 "body_too_large",

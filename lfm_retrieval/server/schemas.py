@@ -63,8 +63,11 @@ class RerankRequest(_Request):
 class SearchRequest(_Request):
     """``POST /v1/search``: a query over a collection written by ``lfm_qdrant``."""
 
-    query: StrictStr
-    collection: StrictStr
+    query: StrictStr = Field(examples=["when do orders ship?"])
+    collection: StrictStr = Field(
+        description="a collection written by lfm_qdrant; 1 to 255 bytes of UTF-8",
+        examples=["faq"],
+    )
     mode: Literal["hybrid", "dense", "lexical", "colbert"] | None = Field(
         None,
         description="hybrid: every leg the collection has, fused; dense, lexical (BM25) or "

@@ -274,10 +274,24 @@ def test_a_malformed_filter_is_a_clear_error(client, name, tiny_dense, bad, erro
         writer.search("x", query_filter=bad)
 
 
-@pytest.mark.parametrize("bad", ["", "../x", "a/b", "x" * 256, "a:b", "."])
+@pytest.mark.parametrize(
+    "bad",
+    # 86 CJK characters are 258 bytes: names are folders, and the limit is in bytes.
+    ["", "../x", "a/b", "x" * 256, "a:b", ".", "\u4e2d" * 86, "faq\ud800"],
+)
 def test_collection_names_qdrant_refuses_are_refused_up_front(client, tiny_dense, bad):
     with pytest.raises(InputError, match="collection name"):
         MultiVectorWriter(client, bad, dense=tiny_dense)
+
+
+def test_a_name_of_255_utf8_bytes_is_a_collection(tmp_path, tiny_dense):
+    store = EdgeStore(tmp_path / "edge")
+    try:
+        writer = MultiVectorWriter(store, "\u4e2d" * 85, dense=tiny_dense)
+        writer.add(TEXTS[:1])
+        assert writer.count() == 1
+    finally:
+        store.close()
 
 
 # -------------------------------------------------------------------------- threads

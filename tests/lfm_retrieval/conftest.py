@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from lfm_core import DenseEncoder, LateInteractionEncoder
 
 
 @pytest.fixture
@@ -18,3 +22,22 @@ def models(tiny_dense_dir: Path, tiny_colbert_dir: Path) -> list[str]:
         "--device",
         "cpu",
     ]
+
+
+@pytest.fixture(scope="module")
+def edge_store(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_dense: DenseEncoder,
+    tiny_colbert: LateInteractionEncoder,
+) -> Iterator[Any]:
+    """An Edge store with one hybrid collection, ``faq``: ids 1-3, ``lang`` en, de, en."""
+    from lfm_qdrant import EdgeStore, MultiVectorWriter
+
+    store = EdgeStore(tmp_path_factory.mktemp("served-edge-store"))
+    MultiVectorWriter(store, "faq", dense=tiny_dense, colbert=tiny_colbert).add(
+        ["orders ship in two days", "returns within 30 days", "gift cards never expire"],
+        ids=[1, 2, 3],
+        metadata=[{"lang": "en"}, {"lang": "de"}, {"lang": "en"}],
+    )
+    yield store
+    store.close()

@@ -140,6 +140,8 @@ def server(minilm_dir: Path, tiny_colbert_dir: Path, store_dir: tuple[Path, Any]
             KEY_ENV,
             "--max-wait-ms",
             "5",
+            "--header-timeout",
+            "2",
         ],
         {KEY_ENV: KEY},
     )
@@ -291,11 +293,11 @@ def test_search_returns_what_the_writer_returns(
     ("body", "status", "code"),
     [
         ({"query": "q", "collection": "missing"}, 404, "collection_not_found"),
-        ({"query": "q", "collection": "bad/name"}, 400, "invalid_search"),
+        ({"query": "q", "collection": "bad/name"}, 400, "invalid_collection"),
         (
             {"query": "q", "collection": "faq", "filter": {"must": "nonsense"}},
             400,
-            "invalid_search",
+            "invalid_filter",
         ),
         ({"query": "q", "collection": "faq", "limit": 0}, 400, "invalid_value"),
     ],
@@ -335,6 +337,25 @@ def _hostile(url: str, i: int) -> int | None:
         return None  # the server may close on a body it refused early
     finally:
         conn.close()
+
+
+def test_models_are_listed_by_folder_name_never_by_path(
+    server: str, minilm_dir: Path, tiny_colbert_dir: Path
+) -> None:
+    listed = httpx.get(f"{server}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert [m["id"] for m in listed.json()["data"]] == [minilm_dir.name, tiny_colbert_dir.name]
+    assert str(minilm_dir.parent) not in listed.text
+
+
+def test_a_half_sent_request_head_is_closed_after_the_header_timeout(server: str) -> None:
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthoriz")
+        started = time.monotonic()
+        while sock.recv(4096):  # EOF when the server closes it
+            pass
+        assert 1.5 < time.monotonic() - started < 6  # --header-timeout 2
+    assert httpx.get(f"{server}/health").status_code == 200
 
 
 # 300 in CI; LFM_HOSTILE_REQUESTS=10000 for the full run (about 2 minutes here).
