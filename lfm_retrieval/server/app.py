@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lfm_core import CollectionError, DenseEncoder, InputError, InputType, rank_scores
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
+from .inputs import aliases_of, refuse_over_long, resolve_input_type, split_alias
 from .metrics import ServiceMetrics
 from .schemas import EmbeddingsRequest, MultivectorRequest, RerankRequest, SearchRequest
 
@@ -42,6 +43,9 @@ _ENDPOINTS = (
     "/v1/multivector",
     "/v1/rerank",
     "/v1/search",
+    "/v1/embed",
+    "/v2/embed",
+    "/v2/rerank",
 )
 
 
@@ -163,18 +167,23 @@ def create_app(
         """The loaded models, in OpenAI's list shape (``kind``: dense or colbert, ``dim``)."""
         return {
             "object": "list",
-            "data": [
-                {
-                    "id": encoder.model_name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "lfm-retrieval",
-                    "kind": side,
-                    "dim": encoder.dim,
-                }
-                for side, encoder in service.encoders.items()
-            ],
+            "data": [_model_entry(side, encoder) for side, encoder in service.encoders.items()],
         }
+
+    @app.get("/v1/models/{model_id:path}", dependencies=auth)
+    async def get_model(model_id: str) -> dict[str, Any]:
+        """One loaded model by id, folder name or alias (``MODEL:query``), as OpenAI's."""
+        name, _ = split_alias(model_id)
+        for side, encoder in service.encoders.items():
+            if name is not None and _names(encoder, name):
+                return _model_entry(side, encoder)
+        raise ApiError(
+            404,
+            f"model {model_id!r} is not served here; GET /v1/models lists "
+            f"{', '.join(repr(e.model_name) for e in service.encoders.values())}",
+            code="model_not_found",
+            param="model",
+        )
 
     @app.get("/metrics", dependencies=auth)
     async def metrics() -> Response:
@@ -183,8 +192,10 @@ def create_app(
 
     @app.post("/v1/embeddings", dependencies=auth)
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        """OpenAI-compatible embeddings from the dense model."""
-        encoder = service.model_for("dense", body.model)
+        """OpenAI-compatible embeddings from the dense model (``MODEL:query``: query prompt)."""
+        name, alias_type = split_alias(body.model)
+        encoder = service.model_for("dense", name)
+        input_type = resolve_input_type(body.input_type, alias_type)
         if body.dimensions is not None and body.dimensions != encoder.dim:
             raise ApiError(
                 400,
@@ -194,7 +205,17 @@ def create_app(
                 param="dimensions",
             )
         texts = service.check_texts(body.input, "input")
-        out = await service.encode(request, "dense", body.input_type, texts)
+        out = await service.encode(request, "dense", input_type, texts)
+        if not body.truncate:
+            await refuse_over_long(
+                service,
+                encoder,
+                out,
+                texts,
+                param="input",
+                single=isinstance(body.input, str),
+                how_to_truncate='"truncate": true',
+            )
         data = [
             {"object": "embedding", "index": i, "embedding": _vector(v, body.encoding_format)}
             for i, v in enumerate(out.vectors)
@@ -209,6 +230,16 @@ def create_app(
         encoder = service.model_for("colbert", body.model)
         texts = service.check_texts(body.input, "input")
         out = await service.encode(request, "colbert", body.input_type, texts)
+        if body.input_type == "document" and not body.truncate:
+            await refuse_over_long(
+                service,
+                encoder,
+                out,
+                texts,
+                param="input",
+                single=isinstance(body.input, str),
+                how_to_truncate='"truncate": true',
+            )
         data = [
             {
                 "object": "embeddings",
@@ -278,7 +309,25 @@ def create_app(
             }
         )
 
+    from .cohere import add_cohere_routes
+
+    add_cohere_routes(app, service, auth)
     return app
+
+
+def _model_entry(side: Side, encoder: ServedEncoder) -> dict[str, Any]:
+    entry = {
+        "id": encoder.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "lfm-retrieval",
+        "kind": side,
+        "dim": encoder.dim,
+    }
+    if side == "dense":
+        # Stock OpenAI clients send no input_type: name the alias of the side instead.
+        entry["aliases"] = aliases_of(encoder.model_name)
+    return entry
 
 
 class _Service:
@@ -524,9 +573,13 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
     def respond(
         request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Response:
+        from .cohere import cohere_error_body, is_cohere_path
+
         service.metrics.errors.labels(
             endpoint=_endpoint(request.scope), type=body["error"]["code"]
         ).inc()
+        if is_cohere_path(request.url.path):
+            body = cohere_error_body(body)
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
