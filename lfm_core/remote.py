@@ -168,6 +168,22 @@ class RemoteClient:
         """The served models (``GET /v1/models``): ``id``, ``kind``, ``dim``."""
         return list(self._request("GET", "/v1/models", None)["data"])
 
+    def model_info(self, kind: Literal["dense", "colbert"]) -> dict[str, Any]:
+        """The served model of ``kind`` (``model`` when set, else the only one): ``id``, ``dim``.
+
+        Raises:
+            RemoteServiceError: the service serves no such model.
+        """
+        if self.model is not None:
+            found = self._request("GET", f"/v1/models/{self.model}", None)
+            if found.get("kind") == kind:
+                return found
+        else:
+            for entry in self.models():
+                if entry.get("kind") == kind:
+                    return entry
+        raise RemoteServiceError(404, f"no {kind} model is served", "model_not_loaded", "model")
+
     def close(self) -> None:
         """Close the pooled connections (the async ones of loops that are still open too)."""
         if self._sync is not None:
