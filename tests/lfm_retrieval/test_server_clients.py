@@ -246,6 +246,21 @@ def test_cohere_v2_rerank_is_the_in_process_maxsim_order(
     assert [r.index for r in top.results] == [i for i, _ in expected[:2]]
 
 
+def test_cohere_v1_rerank(
+    server: str, tiny_colbert: LateInteractionEncoder, tiny_colbert_dir: Path
+) -> None:
+    import cohere
+
+    client = cohere.Client(api_key=KEY, base_url=server)
+    response = client.rerank(
+        model=tiny_colbert_dir.name, query=QUERIES[0], documents=DOCS, return_documents=True
+    )
+    expected = tiny_colbert.rerank(QUERIES[0], DOCS)
+    assert [r.index for r in response.results] == [i for i, _ in expected]
+    assert response.results[0].document is not None
+    assert response.results[0].document.text == DOCS[expected[0][0]]
+
+
 def test_langchain_cohere_embeddings_and_rerank(
     server: str,
     tiny_dense: DenseEncoder,
