@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -33,6 +34,8 @@ from .errors import InputError, LFMError
 from .validation import check_positive_int, validate_text, validate_texts
 
 __all__ = ["RemoteClient", "RemoteServiceError"]
+
+logger = logging.getLogger("lfm_core")
 
 RemoteInputType = Literal["query", "document"]
 _RETRY_STATUS = (429, 503)
@@ -68,8 +71,9 @@ class RemoteClient:
         max_retries: retries of a 503/429 or a connection error; 0 for none.
         max_retry_wait_s: the longest one wait between retries, whatever ``Retry-After`` asks.
         batch_size: at most this many texts per request.
-        truncate: let the service cut over-long texts to the model's limit; False (default)
-            makes an over-long text a :class:`RemoteServiceError` naming it.
+        truncate: let the service cut over-long texts to the model's limit, as the
+            in-process encoders do (default; a warning on the ``lfm_core`` logger counts
+            them); False makes an over-long text a :class:`RemoteServiceError` naming it.
 
     Raises:
         InputError: ``base_url`` is not an http(s) URL, or a number is out of range.
@@ -85,7 +89,7 @@ class RemoteClient:
         max_retries: int = 3,
         max_retry_wait_s: float = 30.0,
         batch_size: int = 256,
-        truncate: bool = False,
+        truncate: bool = True,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InputError(f"base_url must be an http(s) URL, not {base_url!r}")
@@ -284,6 +288,13 @@ class RemoteClient:
     @staticmethod
     def _vectors(answer: dict[str, Any]) -> np.ndarray:
         rows = sorted(answer["data"], key=lambda d: d["index"])
+        if answer.get("truncated"):
+            logger.warning(
+                "%d of %d texts were longer than the served model's limit and were "
+                "truncated to fit it",
+                len(answer["truncated"]),
+                len(rows),
+            )
         return np.stack(
             [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in rows]
         ).astype(np.float32, copy=False)

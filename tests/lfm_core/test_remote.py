@@ -72,7 +72,7 @@ def test_a_busy_service_is_retried_after_its_retry_after(scripted: Any) -> None:
     out = client.embed(["ab", "abc"], input_type="query")
     np.testing.assert_array_equal(out[:, 0], [2, 3])
     assert len(script.bodies) == 3
-    assert all(b["input_type"] == "query" and b["truncate"] is False for b in script.bodies)
+    assert all(b["input_type"] == "query" and b["truncate"] is True for b in script.bodies)
     gaps = np.diff(script.times)
     assert (gaps >= 0.19).all()
 

@@ -353,6 +353,18 @@ def test_lfm_adapters_in_remote_mode_equal_in_process(
     assert [n.node.get_content() for n in nodes] == [DOCS[i] for i, _ in expected[:3]]
 
 
+def test_remote_mode_truncates_long_texts_as_in_process(
+    server: str, tiny_dense: DenseEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lfm_langchain import LFMEmbeddings
+
+    texts = ["short", "word " * (tiny_dense.max_length + 20)]
+    with caplog.at_level("WARNING", logger="lfm_core"):
+        got = LFMEmbeddings(base_url=server, api_key=KEY).embed_documents(texts)
+    np.testing.assert_allclose(got, tiny_dense.encode_documents(texts), atol=ATOL)
+    assert "1 of 2 texts were longer" in caplog.text
+
+
 def test_remote_errors_name_the_problem(server: str) -> None:
     from lfm_core import InputError
     from lfm_core.remote import RemoteServiceError
