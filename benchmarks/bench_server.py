@@ -21,9 +21,15 @@ ratios the issue asks for.
 ``../shared/data``) and also compares the service's tokens/s with in-process
 ``encode_documents`` on the same texts.
 
+``--remote-clients`` measures the clients instead, on the ``ours`` service alone: remote-mode
+``LFMEmbeddings(base_url=...)`` against the openai SDK's ``embeddings.create`` (one shared
+client object each, as an app holds one; ``N`` threads call it at once, each request 8
+documents), interleaved ``--rounds`` times, medians of requests/s.
+
 Usage::
 
     python -m benchmarks.bench_server --model minilm --clients 1,8,64
+    python -m benchmarks.bench_server --model minilm --remote-clients --clients 1,8,64
     python -m benchmarks.bench_server --model lfm2-dense --clients 1,8 --workloads docs
 """
 
@@ -230,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument(
+        "--remote-clients",
+        action="store_true",
+        help="compare remote-mode LFMEmbeddings with the openai SDK (ours only)",
+    )
     parser.add_argument("--skip-unbatched", action="store_true")
     parser.add_argument("--doc-chars", type=int, default=600, help="characters per document")
     parser.add_argument("--max-wait-ms", default="2")
@@ -255,8 +266,14 @@ def main(argv: list[str] | None = None) -> int:
             corpus, _ = corpus_texts(max_chars=400_000)
             folder = write_lfm2_checkpoint(workdir / "lfm2-dense", "lfm2-dense", corpus)
         queries, docs = queries_and_docs(args.doc_chars)
+        if args.remote_clients:
+            args.skip_unbatched = args.skip_infinity = True
         services = start_services(args, folder)
         try:
+            if args.remote_clients:
+                compare_clients(services[0], levels, docs, args.rounds, args.requests)
+                client_overhead(docs[:DOCS_PER_REQUEST])
+                return 0
             report(args, folder, services, levels, workloads, queries, docs)
         finally:
             for service in services:
@@ -268,6 +285,105 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def compare_clients(
+    service: Service, levels: list[int], docs: list[str], rounds: int, requests: int
+) -> None:
+    """Requests/s of remote-mode ``LFMEmbeddings`` and of the openai SDK, same texts, same
+    service; ``N`` threads share one client object of each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    from lfm_langchain import LFMEmbeddings
+
+    url = f"http://127.0.0.1:{service.port}"
+    ours = LFMEmbeddings(base_url=url, model_name=service.model)
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    callers = {
+        "LFMEmbeddings(base_url)": ours.embed_documents,
+        "openai SDK": lambda batch: sdk.embeddings.create(model=service.model, input=batch),
+    }
+    batches = [docs[(i * DOCS_PER_REQUEST) % len(docs) :][:DOCS_PER_REQUEST] for i in range(4096)]
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(
+        "| callers | client | requests/s (median) | client CPU ms/request (median) "
+        "| ratio LFMEmbeddings / openai, requests/s |"
+    )
+    print("|---|---|---|---|---|")
+    for level in levels:
+        n = requests or max(16, level * 4)
+        rates: dict[str, list[float]] = {name: [] for name in callers}
+        cpu: dict[str, list[float]] = {name: [] for name in callers}
+        with ThreadPoolExecutor(level) as pool:
+            for call in callers.values():  # warm-up: connections, first batch
+                list(pool.map(call, batches[:level]))
+            for r in range(rounds):
+                order = list(callers.items())
+                for name, call in order[r % 2 :] + order[: r % 2]:
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    list(pool.map(call, batches[:n]))
+                    rates[name].append(n / (time.perf_counter() - started))
+                    # This process runs only the clients: its CPU time is theirs.
+                    cpu[name].append((time.process_time() - cpu_started) * 1000 / n)
+        medians = {name: statistics.median(v) for name, v in rates.items()}
+        ratio = medians["LFMEmbeddings(base_url)"] / medians["openai SDK"]
+        for name, rate in medians.items():
+            ms = statistics.median(cpu[name])
+            print(f"| {level} | {name} | {rate:.1f} | {ms:.2f} | {ratio:.2f} |")
+
+
+def client_overhead(batch: list[str], dim: int = 384, calls: int = 300) -> None:
+    """Client CPU per request with no service at all: both clients on one scripted httpx
+    transport answering the same base64 vectors, so only the client's own work is timed."""
+    import base64
+
+    import httpx
+    import numpy as np
+    import openai
+
+    from lfm_langchain import LFMEmbeddings
+
+    vector = base64.b64encode(np.random.default_rng(0).random(dim).astype("<f4").tobytes())
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["input"])
+        data = [{"object": "embedding", "index": i, "embedding": vector.decode()} for i in range(n)]
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "model": "m",
+                "data": data,
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            },
+        )
+
+    transport = httpx.MockTransport(answer)
+    sdk = openai.OpenAI(
+        base_url="http://svc/v1", api_key="k", http_client=httpx.Client(transport=transport)
+    )
+    ours = LFMEmbeddings(base_url="http://svc", model_name="m")
+    assert ours.remote is not None
+    ours.remote._sync = httpx.Client(base_url="http://svc", transport=transport)
+    callers = {
+        "LFMEmbeddings(base_url)": ours.embed_documents,
+        "openai SDK": lambda b: [
+            d.embedding for d in sdk.embeddings.create(model="m", input=b).data
+        ],
+    }
+    print(f"\n| client, no service ({len(batch)} texts, {dim}-d) | CPU ms/request (median of 5) |")
+    print("|---|---|")
+    for name, call in callers.items():
+        call(batch)
+        runs = []
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(calls):
+                call(batch)
+            runs.append((time.process_time() - started) * 1000 / calls)
+        print(f"| {name} | {statistics.median(runs):.2f} |")
 
 
 def start_services(args: argparse.Namespace, folder: Path) -> list[Service]:

@@ -28,6 +28,7 @@ from typing_extensions import Required, TypedDict, Unpack
 from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
 from .batching import plan_batches, prefetch, split_on_oom
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
+from .defaults import DEFAULT_TOP_N
 from .errors import CheckpointError, InputError
 from .loading import (
     LinearSpec,
@@ -65,8 +66,6 @@ Out = TypeVar("Out")
 # The process that imported lfm_core; an encoder running in another one was inherited by fork.
 _IMPORT_PID = os.getpid()
 
-DEFAULT_TOP_N = 5
-"""How many documents the rerankers of every adapter keep by default."""
 
 # Texts tokenized per chunk: big enough to sort well by length, small enough that the
 # next chunk's tokenization overlaps the current chunk's forward passes.
@@ -601,8 +600,15 @@ class DenseEncoder(_Encoder):
     def _preparer(self, input_type: InputType) -> Callable[[list[str]], _Prepared]:
         prompt = self.head.query_prompt if input_type == "query" else self.head.document_prompt
 
+        # A text that already starts with one of the checkpoint's prompts (a user who wrote
+        # "query: ..." by hand) is taken as given: never "document: query: ...".
+        own = tuple(p for p in (self.head.query_prompt, self.head.document_prompt) if p)
+
         def prepare(chunk: list[str]) -> _Prepared:
-            tok = self.tokenizer.encode([prompt + t for t in chunk], self.head.max_length)
+            tok = self.tokenizer.encode(
+                [t if own and t.startswith(own) else prompt + t for t in chunk],
+                self.head.max_length,
+            )
             return _Prepared(tok.ids, None, tok.n_truncated, tok.truncated_rows)
 
         return prepare

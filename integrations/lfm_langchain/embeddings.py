@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-from lfm_core import DenseEncoder, InputError, resolve_encoder, validate_text, validate_texts
+from lfm_core import InputError, validate_text, validate_texts
 
-from ._loading import coerce_model_name, load_options
+from ._loading import coerce_model_name, load_options, remote_client
+
+if TYPE_CHECKING:
+    from lfm_core import DenseEncoder
+    from lfm_core.remote import RemoteClient
 
 DEFAULT_MODEL_NAME = "LiquidAI/LFM2.5-Embedding-350M"
 
@@ -34,7 +38,18 @@ class LFMEmbeddings(BaseModel, Embeddings):
         shared = DenseEncoder.from_pretrained("/models/lfm2.5-embedding")
         embeddings = LFMEmbeddings(encoder=shared)
 
+    Or point it at ``lfm-retrieval serve`` (remote mode: no torch, no weights in this
+    process; the service applies the prompts, so queries still get the query prompt)::
+
+        embeddings = LFMEmbeddings(base_url="http://gpu-box:8080", api_key="KEY")
+
     Args:
+        base_url: The service's URL; set, it switches to remote mode, where ``model_name``
+            (when given) names the served model and loading options are refused.
+        api_key: The service's key (``Authorization: Bearer``), remote mode only.
+        timeout_s: Seconds to wait for one answer of the service.
+        max_retries: Retries of a busy service (503, honouring ``Retry-After``) or a
+            connection error.
         encoder: An already loaded :class:`~lfm_core.DenseEncoder` to use instead of
             loading ``model_name``. Loading options (``max_batch_size``,
             ``max_tokens_per_batch``, ``model_kwargs``, ``normalize=False``) belong to that
@@ -42,7 +57,8 @@ class LFMEmbeddings(BaseModel, Embeddings):
         model_name: Hugging Face hub id or local folder of the checkpoint.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; None lets the core pick
             (cuda, then mps, then cpu).
-        max_batch_size: At most this many texts per forward pass; None: the core's default.
+        max_batch_size: At most this many texts per forward pass (remote mode: per
+            request, default 256); None: the core's default.
         batch_size: Deprecated name of ``max_batch_size``.
         max_tokens_per_batch: Token budget of one forward pass (texts are grouped by
             length under it); None: the core's default.
@@ -77,11 +93,23 @@ class LFMEmbeddings(BaseModel, Embeddings):
     """Show a progress bar in :meth:`embed_documents`."""
     normalize: bool = True
     """L2-normalize the vectors (False: the pooled vectors as the model makes them)."""
+    base_url: str | None = None
+    """``lfm-retrieval serve``'s URL: remote mode (no model in this process)."""
+    api_key: SecretStr | None = None
+    """The service's API key (remote mode)."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds to wait for one answer of the service (remote mode)."""
+    max_retries: int = Field(default=3, ge=0)
+    """Retries of a busy or unreachable service (remote mode)."""
 
-    _encoder: DenseEncoder = PrivateAttr()
+    _encoder: Any = PrivateAttr(default=None)
+    _remote: Any = PrivateAttr(default=None)
 
     def __init__(self, *, encoder: DenseEncoder | None = None, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            self._remote = remote_client(self, "LFMEmbeddings", encoder)
+            return
         self._encoder = self._resolve_encoder(encoder)
         # Show the model really in use (repr, model_dump) when the encoder was given.
         self.model_name = self._encoder.model_name
@@ -94,6 +122,8 @@ class LFMEmbeddings(BaseModel, Embeddings):
         return coerce_model_name(value)
 
     def _resolve_encoder(self, encoder: DenseEncoder | None) -> DenseEncoder:
+        from lfm_core import DenseEncoder, resolve_encoder
+
         options = load_options(self, "LFMEmbeddings").replace(normalize=self.normalize)
         if encoder is not None and "normalize" in self.model_fields_set:
             if self.normalize != encoder.head.normalize:
@@ -114,13 +144,27 @@ class LFMEmbeddings(BaseModel, Embeddings):
 
     @property
     def encoder(self) -> DenseEncoder:
-        """The loaded encoder; pass it as ``encoder=`` to share the model."""
-        return self._encoder
+        """The loaded encoder; pass it as ``encoder=`` to share the model.
+
+        Raises:
+            InputError: in remote mode, where no model is loaded here.
+        """
+        if self._encoder is None:
+            raise InputError(f"LFMEmbeddings: remote mode ({self.base_url}) loads no encoder")
+        encoder: DenseEncoder = self._encoder
+        return encoder
+
+    @property
+    def remote(self) -> RemoteClient | None:
+        """The service's client in remote mode, else None."""
+        return self._remote
 
     @property
     def dim(self) -> int:
         """Length of every vector (1024 for LFM2.5-Embedding-350M)."""
-        return self._encoder.dim
+        if self._remote is not None:
+            return int(self._remote.model_info("dense")["dim"])
+        return int(self._encoder.dim)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the checkpoint's document prompt.
@@ -139,6 +183,8 @@ class LFMEmbeddings(BaseModel, Embeddings):
         texts = validate_texts(texts)
         if not texts:
             return []
+        if self._remote is not None:
+            return self._remote.embed(texts, input_type="document").tolist()
         vectors = self._encoder.encode_documents(texts, show_progress=self.show_progress)
         return vectors.tolist()
 
@@ -155,10 +201,13 @@ class LFMEmbeddings(BaseModel, Embeddings):
             TypeError: ``text`` is not a ``str``.
         """
         validate_text(text, "text")
+        if self._remote is not None:
+            return self._remote.embed([text], input_type="query")[0].tolist()
         return self._encoder.encode_queries([text])[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Async :meth:`embed_documents`; the model runs in a worker thread.
+        """Async :meth:`embed_documents`; the model runs in a worker thread (remote mode:
+        non-blocking requests on a pooled connection).
 
         Args:
             texts: The documents.
@@ -166,6 +215,12 @@ class LFMEmbeddings(BaseModel, Embeddings):
         Returns:
             Same as :meth:`embed_documents`.
         """
+        if self._remote is not None:
+            texts = validate_texts(texts)
+            if not texts:
+                return []
+            vectors = await self._remote.aembed(texts, input_type="document")
+            return vectors.tolist()
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -177,6 +232,10 @@ class LFMEmbeddings(BaseModel, Embeddings):
         Returns:
             Same as :meth:`embed_query`.
         """
+        if self._remote is not None:
+            validate_text(text, "text")
+            vectors = await self._remote.aembed([text], input_type="query")
+            return vectors[0].tolist()
         return await asyncio.to_thread(self.embed_query, text)
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-from lfm_core import DEFAULT_TOP_N, LateInteractionEncoder, resolve_encoder, validate_text
+from lfm_core import DEFAULT_TOP_N, InputError, validate_text
 
-from ._loading import coerce_model_name, load_options
+from ._loading import coerce_model_name, load_options, remote_client
+
+if TYPE_CHECKING:
+    from lfm_core import LateInteractionEncoder
 
 DEFAULT_MODEL_NAME = "LiquidAI/LFM2.5-ColBERT-350M"
 SCORE_KEY = "relevance_score"
@@ -40,7 +43,14 @@ class LFMColBERTReranker(BaseDocumentCompressor):
             base_retriever=vector_store.as_retriever(search_kwargs={"k": 50}),
         )
 
+    With ``base_url``, the service's ``/v1/rerank`` scores them instead (remote mode: no
+    torch in this process): ``LFMColBERTReranker(base_url="http://gpu-box:8080", top_n=5)``.
+
     Args:
+        base_url: ``lfm-retrieval serve``'s URL: remote mode; loading options are refused.
+        api_key: The service's key, remote mode only.
+        timeout_s: Seconds to wait for one answer of the service.
+        max_retries: Retries of a busy (503, ``Retry-After``) or unreachable service.
         encoder: An already loaded :class:`~lfm_core.LateInteractionEncoder` to use
             instead of loading ``model_name``.
         model_name: Hugging Face hub id or local folder of a ColBERT checkpoint.
@@ -80,10 +90,25 @@ class LFMColBERTReranker(BaseDocumentCompressor):
     score_threshold: float | None = None
     """Drop documents whose MaxSim score is below this; None keeps all."""
 
-    _encoder: LateInteractionEncoder = PrivateAttr()
+    base_url: str | None = None
+    """``lfm-retrieval serve``'s URL: remote mode (no model in this process)."""
+    api_key: SecretStr | None = None
+    """The service's API key (remote mode)."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds to wait for one answer of the service (remote mode)."""
+    max_retries: int = Field(default=3, ge=0)
+    """Retries of a busy or unreachable service (remote mode)."""
+
+    _encoder: Any = PrivateAttr(default=None)
+    _remote: Any = PrivateAttr(default=None)
 
     def __init__(self, *, encoder: LateInteractionEncoder | None = None, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            self._remote = remote_client(self, "LFMColBERTReranker", encoder)
+            return
+        from lfm_core import LateInteractionEncoder, resolve_encoder
+
         encoder = resolve_encoder(
             LateInteractionEncoder,
             encoder,
@@ -104,8 +129,15 @@ class LFMColBERTReranker(BaseDocumentCompressor):
 
     @property
     def encoder(self) -> LateInteractionEncoder:
-        """The loaded encoder; pass it as ``encoder=`` to share the model."""
-        return self._encoder
+        """The loaded encoder; pass it as ``encoder=`` to share the model.
+
+        Raises:
+            InputError: in remote mode, where no model is loaded here.
+        """
+        if self._encoder is None:
+            raise InputError(f"LFMColBERTReranker: remote mode ({self.base_url}) loads no encoder")
+        encoder: LateInteractionEncoder = self._encoder
+        return encoder
 
     def compress_documents(
         self,
@@ -129,24 +161,15 @@ class LFMColBERTReranker(BaseDocumentCompressor):
             TypeError: ``query`` is not a ``str``, or an element of ``documents`` is not
                 a ``Document`` (the message names its position).
         """
-        validate_text(query, "query")
-        documents = list(documents)
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, Document):
-                what = "None" if doc is None else f"a {type(doc).__name__}"
-                raise TypeError(
-                    f"documents[{i}] is {what}; expected langchain_core.documents.Document"
-                )
+        documents = _checked(documents, query)
         if not documents:
             return []
-        ranked = self._encoder.rerank(
-            query, [doc.page_content for doc in documents], top_k=self.top_n
-        )
-        return [
-            _with_score(documents[index], score)
-            for index, score in ranked
-            if self.score_threshold is None or score >= self.score_threshold
-        ]
+        texts = [doc.page_content for doc in documents]
+        if self._remote is not None:
+            ranked = self._remote.rerank(query, texts, top_n=self.top_n)
+        else:
+            ranked = self._encoder.rerank(query, texts, top_k=self.top_n)
+        return self._kept(documents, ranked)
 
     async def acompress_documents(
         self,
@@ -164,7 +187,30 @@ class LFMColBERTReranker(BaseDocumentCompressor):
         Returns:
             Same as :meth:`compress_documents`.
         """
-        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+        if self._remote is None:
+            return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+        documents = _checked(documents, query)
+        if not documents:
+            return []
+        texts = [doc.page_content for doc in documents]
+        return self._kept(documents, await self._remote.arerank(query, texts, top_n=self.top_n))
+
+    def _kept(self, documents: list[Document], ranked: list[tuple[int, float]]) -> list[Document]:
+        return [
+            _with_score(documents[index], score)
+            for index, score in ranked
+            if self.score_threshold is None or score >= self.score_threshold
+        ]
+
+
+def _checked(documents: Sequence[Document], query: str) -> list[Document]:
+    validate_text(query, "query")
+    items = list(documents)
+    for i, doc in enumerate(items):
+        if not isinstance(doc, Document):
+            what = "None" if doc is None else f"a {type(doc).__name__}"
+            raise TypeError(f"documents[{i}] is {what}; expected langchain_core.documents.Document")
+    return items
 
 
 def _with_score(doc: Document, score: float) -> Document:

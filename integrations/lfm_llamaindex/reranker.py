@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -12,14 +12,12 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from lfm_core import (
-    DEFAULT_TOP_N,
-    InputError,
-    LateInteractionEncoder,
-    LoadOptions,
-    resolve_encoder,
-    validate_text,
-)
+from lfm_core import DEFAULT_TOP_N, InputError, validate_text
+
+from ._remote import REMOTE_DEVICE, remote_client
+
+if TYPE_CHECKING:
+    from lfm_core import LateInteractionEncoder
 
 DEFAULT_COLBERT_MODEL = "LiquidAI/LFM2.5-ColBERT-350M"
 
@@ -46,6 +44,9 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         ...     node_postprocessors=[LFMColBERTRerank(top_n=5)],
         ... )
 
+    With ``base_url`` the service's ``/v1/rerank`` scores the nodes (remote mode: no
+    torch in this process): ``LFMColBERTRerank(base_url="http://gpu-box:8080", top_n=5)``.
+
     Args:
         model_name: Hub id or local folder of a ColBERT (PyLate layout) checkpoint. Defaults
             to ``LiquidAI/LFM2.5-ColBERT-350M`` when ``encoder`` is not given either.
@@ -58,6 +59,10 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         keep_retrieval_score: Copy each node's incoming score into the returned node's
             metadata as ``retrieval_score`` (on a copy of the node; the original is untouched).
         model_kwargs: Loading options of :class:`lfm_core.LoadOptions`; not with ``encoder``.
+        base_url: ``lfm-retrieval serve``'s URL: remote mode; loading options are refused.
+        api_key: The service's key (``Authorization: Bearer``).
+        timeout_s: Seconds to wait for one answer of the service.
+        max_retries: Retries of a busy (503, honouring ``Retry-After``) or unreachable service.
         **kwargs: Other ``BaseNodePostprocessor`` fields (``callback_manager``).
     """
 
@@ -75,7 +80,12 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         default=False, description="Keep the incoming score in metadata['retrieval_score']."
     )
 
-    _encoder: LateInteractionEncoder = PrivateAttr()
+    base_url: str | None = Field(default=None, description="lfm-retrieval serve's URL.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds per service answer.")
+    max_retries: int = Field(default=3, ge=0, description="Retries of a busy service.")
+
+    _encoder: Any = PrivateAttr(default=None)
+    _remote: Any = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -87,8 +97,38 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         keep_retrieval_score: bool = False,
         model_kwargs: dict[str, Any] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
         **kwargs: Any,
     ) -> None:
+        common = {
+            "top_n": top_n,
+            "metadata_mode": metadata_mode,
+            "keep_retrieval_score": keep_retrieval_score,
+            "base_url": base_url,
+            "timeout_s": timeout_s,
+            "max_retries": max_retries,
+        }
+        if base_url is not None:
+            client = remote_client(
+                type(self).__name__,
+                base_url,
+                api_key=api_key,
+                model=None if model_name is None else os.fspath(model_name),
+                timeout_s=timeout_s,
+                max_retries=max_retries,
+                batch_size=256,
+                local={"encoder": encoder, "device": device, "model_kwargs": model_kwargs},
+            )
+            super().__init__(
+                model_name=client.model or "served", device=REMOTE_DEVICE, **common, **kwargs
+            )
+            self._remote = client
+            return
+        from lfm_core import LateInteractionEncoder, LoadOptions, resolve_encoder
+
         options = LoadOptions.from_kwargs(model_kwargs, type(self).__name__).replace(device=device)
         loaded = resolve_encoder(
             LateInteractionEncoder,
@@ -101,9 +141,7 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         super().__init__(
             model_name=loaded.model_name,
             device=str(loaded.device),
-            top_n=top_n,
-            metadata_mode=metadata_mode,
-            keep_retrieval_score=keep_retrieval_score,
+            **common,
             **kwargs,
         )
         self._encoder = loaded
@@ -115,8 +153,15 @@ class LFMColBERTRerank(BaseNodePostprocessor):
 
     @property
     def encoder(self) -> LateInteractionEncoder:
-        """The underlying encoder, to share with other adapters."""
-        return self._encoder
+        """The underlying encoder, to share with other adapters.
+
+        Raises:
+            InputError: in remote mode, where no model is loaded here.
+        """
+        if self._encoder is None:
+            raise InputError(f"LFMColBERTRerank: remote mode ({self.base_url}) loads no encoder")
+        encoder: LateInteractionEncoder = self._encoder
+        return encoder
 
     def _postprocess_nodes(
         self,
@@ -156,6 +201,8 @@ class LFMColBERTRerank(BaseNodePostprocessor):
     def _rank(self, query: str, nodes: list[NodeWithScore]) -> list[tuple[int, float]]:
         """``(index into nodes, score)`` for all nodes, best first (``encoder.rerank``'s rules)."""
         texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
+        if self._remote is not None:
+            return self._remote.rerank(query, texts)
         return self._encoder.rerank(query, texts)
 
     def _rescored(self, original: NodeWithScore, score: float) -> NodeWithScore:

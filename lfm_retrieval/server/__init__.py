@@ -2,11 +2,14 @@
 
 Endpoints (schemas follow the API each one copies, so existing clients work unchanged):
 
-- ``POST /v1/embeddings``: OpenAI's, plus ``input_type`` (``query`` | ``document``);
+- ``POST /v1/embeddings``: OpenAI's, plus ``input_type`` (``query`` | ``document``) and
+  ``truncate``; the model's aliases ``MODEL:query`` / ``MODEL:document`` pick the prompt
+  for clients that cannot send ``input_type``;
+- ``POST /v1/embed``, ``/v2/embed``, ``/v2/rerank``: Cohere's (:mod:`.cohere`);
 - ``POST /v1/multivector``: ColBERT token vectors per input;
 - ``POST /v1/rerank``: Cohere's / Jina's / TEI's shape, ColBERT MaxSim (else dense cosine);
 - ``POST /v1/search``: a collection written by ``lfm_qdrant``;
-- ``GET /health``, ``GET /v1/models``, ``GET /metrics`` (Prometheus).
+- ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /metrics`` (Prometheus).
 
 Requests that arrive together share one packed forward (:mod:`.batching`).
 

@@ -36,6 +36,7 @@ from lfm_core import (
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
 from .errors import ApiError, error_body, error_responses
+from .inputs import aliases_of, refuse_over_long, resolve_input_type, split_alias
 from .metrics import ServiceMetrics
 from .schemas import EmbeddingsRequest, MultivectorRequest, RerankRequest, SearchRequest
 
@@ -51,6 +52,9 @@ _ENDPOINTS = (
     "/v1/multivector",
     "/v1/rerank",
     "/v1/search",
+    "/v1/embed",
+    "/v2/embed",
+    "/v2/rerank",
 )
 
 
@@ -177,17 +181,25 @@ def create_app(
         return {
             "object": "list",
             "data": [
-                {
-                    "id": service.names[side],
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "lfm-retrieval",
-                    "kind": side,
-                    "dim": encoder.dim,
-                }
+                _model_entry(side, encoder, service.names[side])
                 for side, encoder in service.encoders.items()
             ],
         }
+
+    @app.get("/v1/models/{model_id:path}", responses=error_responses(401, 404))
+    async def get_model(model_id: str) -> dict[str, Any]:
+        """One loaded model by id, folder name or alias (``MODEL:query``), as OpenAI's."""
+        name, _ = split_alias(model_id)
+        for side, encoder in service.encoders.items():
+            if name is not None and service._names(side, name):
+                return _model_entry(side, encoder, service.names[side])
+        raise ApiError(
+            404,
+            f"model {model_id!r} is not served here; GET /v1/models lists "
+            f"{', '.join(repr(n) for n in service.names.values())}",
+            code="model_not_found",
+            param="model",
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
     async def metrics() -> Response:
@@ -196,8 +208,10 @@ def create_app(
 
     @app.post("/v1/embeddings", responses=encode_errors)
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        """OpenAI-compatible embeddings from the dense model."""
-        encoder = service.model_for("dense", body.model)
+        """OpenAI-compatible embeddings from the dense model (``MODEL:query``: query prompt)."""
+        name, alias_type = split_alias(body.model)
+        encoder = service.model_for("dense", name)
+        input_type = resolve_input_type(body.input_type, alias_type)
         if body.dimensions is not None and body.dimensions != encoder.dim:
             raise ApiError(
                 400,
@@ -207,7 +221,17 @@ def create_app(
                 param="dimensions",
             )
         texts = service.check_texts(body.input, "input")
-        out = await service.encode(request, "dense", body.input_type, texts)
+        out = await service.encode(request, "dense", input_type, texts)
+        if not body.truncate:
+            await refuse_over_long(
+                service,
+                encoder,
+                out,
+                texts,
+                param="input",
+                single=isinstance(body.input, str),
+                how_to_truncate='"truncate": true',
+            )
         data = [
             {"object": "embedding", "index": i, "embedding": _vector(v, body.encoding_format)}
             for i, v in enumerate(out.vectors)
@@ -219,9 +243,19 @@ def create_app(
     @app.post("/v1/multivector", responses=encode_errors)
     async def multivector(body: MultivectorRequest, request: Request) -> Response:
         """ColBERT token vectors, one ``[n_tokens, dim]`` matrix per input."""
-        service.model_for("colbert", body.model)
+        encoder = service.model_for("colbert", body.model)
         texts = service.check_texts(body.input, "input")
         out = await service.encode(request, "colbert", body.input_type, texts)
+        if body.input_type == "document" and not body.truncate:
+            await refuse_over_long(
+                service,
+                encoder,
+                out,
+                texts,
+                param="input",
+                single=isinstance(body.input, str),
+                how_to_truncate='"truncate": true',
+            )
         data = [
             {
                 "object": "embeddings",
@@ -297,7 +331,25 @@ def create_app(
             }
         )
 
+    from .cohere import add_cohere_routes
+
+    add_cohere_routes(app, service)
     return app
+
+
+def _model_entry(side: Side, encoder: ServedEncoder, name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "lfm-retrieval",
+        "kind": side,
+        "dim": encoder.dim,
+    }
+    if side == "dense":
+        # Stock OpenAI clients send no input_type: name the alias of the side instead.
+        entry["aliases"] = aliases_of(name)
+    return entry
 
 
 class _Service:
@@ -557,9 +609,13 @@ def _add_error_handlers(app: FastAPI, service: _Service) -> None:
     def respond(
         request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Response:
+        from .cohere import cohere_error_body, is_cohere_path
+
         service.metrics.errors.labels(
             endpoint=_endpoint(request.scope), type=body["error"]["code"]
         ).inc()
+        if is_cohere_path(request.url.path):
+            body = cohere_error_body(body)
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 __all__ = [
     "EmbeddingsRequest",
@@ -25,6 +33,21 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
+def _refuse_token_ids(value: Any) -> Any:
+    """Token-id arrays (what LangChain's ``OpenAIEmbeddings`` sends by default) get a fix."""
+    items = value if isinstance(value, list) else []
+    if isinstance(value, list) and (
+        any(isinstance(x, int) for x in items)
+        or any(isinstance(x, list) and x and isinstance(x[0], int) for x in items)
+    ):
+        raise ValueError(
+            "token ids are not accepted, send the texts: this service tokenizes with the "
+            "model's own tokenizer (LangChain: OpenAIEmbeddings(..., "
+            "check_embedding_ctx_length=False))"
+        )
+    return value
+
+
 class EmbeddingsRequest(_Request):
     """``POST /v1/embeddings``: OpenAI's request, plus ``input_type`` (Voyage's and Cohere's name)."""
 
@@ -36,9 +59,19 @@ class EmbeddingsRequest(_Request):
     dimensions: StrictInt | None = Field(
         None, description="must equal the model's width: LFM2.5 vectors cannot be shortened"
     )
-    input_type: InputTypeField = Field(
-        "document", description="'query' applies the model's query prompt"
+    input_type: InputTypeField | None = Field(
+        None,
+        description="'query' applies the model's query prompt; default: the model alias's "
+        "(MODEL:query, MODEL:document), else 'document'",
     )
+    truncate: StrictBool = Field(
+        False, description="cut texts over the model's token limit instead of refusing them"
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: Any) -> Any:
+        return _refuse_token_ids(value)
 
 
 class MultivectorRequest(_Request):
@@ -48,6 +81,12 @@ class MultivectorRequest(_Request):
     model: StrictStr | None = None
     encoding_format: EncodingFormat = "float"
     input_type: InputTypeField = "document"
+    truncate: StrictBool = False
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: Any) -> Any:
+        return _refuse_token_ids(value)
 
 
 class RerankRequest(_Request):

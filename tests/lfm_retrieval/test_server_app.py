@@ -392,14 +392,26 @@ def test_rerank_without_colbert_uses_dense_cosine(tiny_dense: DenseEncoder) -> N
     assert [r["index"] for r in body["results"]] == [i for i, _ in expected]
 
 
-def test_truncated_inputs_are_reported(app: Any, tiny_dense: DenseEncoder) -> None:
+def test_over_long_inputs_are_refused_unless_truncation_is_asked(
+    app: Any, tiny_dense: DenseEncoder
+) -> None:
     long = "word " * (tiny_dense.max_length + 10)
 
-    async def main() -> httpx.Response:
+    async def main() -> tuple[httpx.Response, httpx.Response]:
         async with client_for(app) as client:
-            return await client.post("/v1/embeddings", json={"input": ["short", long]})
+            refused = await client.post("/v1/embeddings", json={"input": ["short", long]})
+            cut = await client.post(
+                "/v1/embeddings", json={"input": ["short", long], "truncate": True}
+            )
+            return refused, cut
 
-    response = run(main())
+    refused, response = run(main())
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "input_too_long" and error["param"] == "input[1]"
+    full = len(tiny_dense.tokenizer.encode([long], 10**6).ids[0])
+    assert f"input[1] has {full} tokens" in error["message"]
+    assert '"truncate": true' in error["message"]
     assert response.status_code == 200
     assert response.json()["truncated"] == [1]
     assert response.headers["X-Truncated-Inputs"] == "1"
@@ -410,7 +422,7 @@ BAD_REQUESTS = [
     ("/v1/embeddings", b'{"input": 3}', 400, "invalid_value", "input"),
     ("/v1/embeddings", b'{"input": ["a", null]}', 400, "invalid_value", "input[1]"),
     ("/v1/embeddings", b'{"input": []}', 400, "empty_input", "input"),
-    ("/v1/embeddings", b'{"input": [[1, 2, 3]]}', 400, "invalid_value", "input[0]"),
+    ("/v1/embeddings", b'{"input": [[1, 2, 3]]}', 400, "invalid_value", "input"),
     ("/v1/embeddings", b'{"input": "a", "model": "gpt-4"}', 404, "model_not_found", "model"),
     (
         "/v1/embeddings",
@@ -747,3 +759,53 @@ def test_a_batch_that_breaks_outside_the_encoder_fails_its_requests_not_the_serv
             await batcher.stop()
 
     run(main())
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 3], [[1, 2], [3, 4]]])
+def test_token_ids_get_a_400_naming_the_langchain_fix(app: Any, ids: list[Any]) -> None:
+    async def main() -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.post("/v1/embeddings", json={"input": ids})
+
+    response = run(main())
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "token ids are not accepted" in message
+    assert "check_embedding_ctx_length=False" in message
+
+
+def test_query_alias_gets_the_query_prompt_and_never_a_second_one(
+    app: Any, tiny_dense: DenseEncoder, tiny_dense_dir: Any
+) -> None:
+    name = tiny_dense_dir.name
+    texts = ["where is my parcel", "query: where is my parcel"]
+
+    async def main() -> list[httpx.Response]:
+        async with client_for(app) as client:
+            return [
+                await client.post("/v1/embeddings", json={"input": texts, "model": model})
+                for model in (f"{name}:query", f"{name}:document", name)
+            ] + [
+                await client.post(
+                    "/v1/embeddings",
+                    json={"input": "x", "model": f"{name}:query", "input_type": "document"},
+                ),
+                await client.get(f"/v1/models/{name}:query"),
+                await client.get("/v1/models/nope"),
+            ]
+
+    query, document, plain, conflict, model, missing = run(main())
+    got = np.array([d["embedding"] for d in query.json()["data"]], dtype=np.float32)
+    expected = tiny_dense.encode_queries(texts[:1])[0]
+    # Both the plain text and the hand-prefixed one get exactly one "query: ".
+    np.testing.assert_allclose(got, np.stack([expected, expected]), atol=1e-5)
+    docs = np.array([d["embedding"] for d in document.json()["data"]], dtype=np.float32)
+    np.testing.assert_allclose(docs[0], tiny_dense.encode_documents(texts[:1])[0], atol=1e-5)
+    # A hand-written query prompt on a document request is taken as given, not prefixed.
+    np.testing.assert_allclose(docs[1], expected, atol=1e-5)
+    assert plain.json()["data"][0]["embedding"] == document.json()["data"][0]["embedding"]
+    assert conflict.status_code == 400
+    assert conflict.json()["error"]["code"] == "conflicting_input_type"
+    assert model.status_code == 200 and model.json()["kind"] == "dense"
+    assert f"{name}:query" in model.json()["aliases"]
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
