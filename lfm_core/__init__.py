@@ -15,6 +15,7 @@ from .encoders import (
     TokenCounts,
 )
 from .errors import CheckpointError, CollectionError, InputError, LFMError
+from .explain import Explanation, TokenMatch
 from .resolve import LoadOptions, resolve_encoder
 from .scoring import maxsim, rank_scores
 from .validation import check_positive_int, validate_text, validate_texts
@@ -28,6 +29,7 @@ __all__ = [
     "DenseEncoder",
     "DenseHeadConfig",
     "Encoder",
+    "Explanation",
     "InputError",
     "InputType",
     "LFMError",
@@ -35,6 +37,7 @@ __all__ = [
     "Lfm2Config",
     "LoadOptions",
     "TokenCounts",
+    "TokenMatch",
     "check_positive_int",
     "maxsim",
     "rank_scores",
