@@ -99,7 +99,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, as ``/v1/search`` and ``/v1/rerank`` answer them."""
         return {
-            "score": self.score,
+            "score": self.score if np.isfinite(self.score) else None,
             "pooled": self.pooled,
             "truncated": self.truncated,
             "seen_chars": self.seen_chars,

@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="an HTTP service: OpenAI-style embeddings, ColBERT vectors, rerank, search",
         description="Serve the models over HTTP (FastAPI + uvicorn): POST /v1/embeddings, "
         "/v1/multivector, /v1/rerank, /v1/search; GET /health, /v1/models, /metrics. "
-        "Requests that arrive together share one forward pass. /v1/search reads the store "
+        "Requests that arrive together share one forward pass. A search playground page is at /. "
+        "/v1/search reads the store "
         "at --path or --url (without either, the service has no /v1/search).",
     )
     group = serve.add_argument_group("HTTP")
@@ -266,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     group.add_argument("--access-log", action="store_true", help="log every request")
+    group.add_argument(
+        "--no-playground",
+        action="store_true",
+        help="do not serve the search playground page at / (it needs the API key like the rest)",
+    )
     group = serve.add_argument_group("batching across requests")
     group.add_argument(
         "--max-wait-ms",
@@ -641,7 +647,12 @@ def _serve(args: argparse.Namespace) -> int:
             max_batch_tokens=args.max_batch_tokens,
             model_workers=workers,
         )
-        config = ServiceConfig(api_key=api_key, limits=limits, batching=batching)
+        config = ServiceConfig(
+            api_key=api_key,
+            limits=limits,
+            batching=batching,
+            playground=not args.no_playground,
+        )
         app = create_app(dense, colbert, store=store, config=config)
         print(
             f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "

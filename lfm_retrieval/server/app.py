@@ -27,7 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lfm_core import CollectionError, DenseEncoder, InputError, InputType, rank_scores
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
+from .explaining import explain_rerank, explain_search
 from .metrics import ServiceMetrics
+from .playground import add_collections_route, add_playground
 from .schemas import EmbeddingsRequest, MultivectorRequest, RerankRequest, SearchRequest
 
 __all__ = ["ApiError", "ServiceConfig", "ServiceLimits", "create_app"]
@@ -42,6 +44,8 @@ _ENDPOINTS = (
     "/v1/multivector",
     "/v1/rerank",
     "/v1/search",
+    "/v1/collections",
+    "/",
 )
 
 
@@ -71,9 +75,11 @@ class ServiceConfig:
         api_key: when set, every endpoint but ``/health`` wants ``Authorization: Bearer KEY``.
         limits: request limits.
         batching: batching across requests, and the queue bound.
+        playground: serve the search playground page at ``/`` (behind ``api_key`` too).
     """
 
     api_key: str | None = None
+    playground: bool = True
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     batching: BatchingOptions = field(default_factory=BatchingOptions)
 
@@ -240,11 +246,18 @@ def create_app(
             scores = await service.batcher.call(
                 partial(_score, encoder, query.vectors[0], documents.vectors)
             )
+        explained: dict[int, Any] = {}
+        if body.explain and documents is not None:
+            explained = await service.batcher.call(
+                partial(explain_rerank, encoder, body.query, docs, with_text, query, documents)
+            )
         results = []
         for index, score in rank_scores(scores, with_text, len(docs), body.top_n):
             item: dict[str, Any] = {"index": index, "relevance_score": score}
             if body.return_documents:
                 item["document"] = {"text": docs[index]}
+            if body.explain:
+                item["explain"] = explained.get(index)
             results.append(item)
         tokens = sum(query.counts.tokens) + (sum(documents.counts.tokens) if documents else 0)
         truncated = [] if documents is None else [with_text[i] for i in documents.counts.truncated]
@@ -263,20 +276,24 @@ def create_app(
         results, mode = await service.wait(
             request, service.batcher.call(lambda: service.search(body))
         )
-        return JSONResponse(
-            {
-                "collection": body.collection,
-                "mode": mode,
-                "results": [
-                    {
-                        "id": p.id,
-                        "score": p.score,
-                        "payload": p.payload if body.with_payload else None,
-                    }
-                    for p in results
-                ],
-            }
-        )
+        explained: list[Any] = []
+        if body.explain:
+            writer = service._writers.get(body.collection)
+            explained = await service.wait(
+                request,
+                service.batcher.call(partial(explain_search, writer, service.store, body, results)),
+            )
+        hits = [
+            {"id": p.id, "score": p.score, "payload": p.payload if body.with_payload else None}
+            for p in results
+        ]
+        for hit, why in zip(hits, explained):
+            hit["explain"] = why
+        return JSONResponse({"collection": body.collection, "mode": mode, "results": hits})
+
+    add_collections_route(app, service, auth)
+    if service.config.playground:
+        add_playground(app, service)
 
     return app
 
@@ -312,6 +329,9 @@ class _Service:
         if key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":  # a browser on the playground page: any user, KEY
+            token = _basic_password(token)
+            scheme = "bearer"
         if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), key):
             raise ApiError(
                 401,
@@ -460,6 +480,15 @@ class _Service:
         except ValueError as error:  # a model with no vector in the collection, for one
             raise ApiError(400, str(error), code="invalid_search") from None
         return points, mode
+
+
+def _basic_password(credentials: str) -> str:
+    try:
+        return (
+            base64.b64decode(credentials.strip(), validate=True).decode("ascii").partition(":")[2]
+        )
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _score(encoder: ServedEncoder, query: np.ndarray, documents: list[np.ndarray]) -> np.ndarray:
