@@ -33,6 +33,7 @@ __all__ = [
     "explain_documents",
     "explain_vectors",
     "query_labels",
+    "query_tokens",
 ]
 
 
@@ -50,6 +51,8 @@ class TokenMatch:
         document_token: ``text[start:end]``, the special token's string, or ``None``.
         query_index: the query vector's row.
         document_index: the document vector's row.
+        query_span: ``(start, end)`` of the query token in the query text; ``None`` for
+            special, prefix and expansion tokens.
     """
 
     query_token: str
@@ -58,11 +61,13 @@ class TokenMatch:
     document_token: str | None = None
     query_index: int = 0
     document_index: int = 0
+    query_span: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the span as a list or ``None``)."""
         return {
             "query_token": self.query_token,
+            "query_span": None if self.query_span is None else list(self.query_span),
             "document_token": self.document_token,
             "document_span": None if self.document_span is None else list(self.document_span),
             "similarity": self.similarity,
@@ -153,8 +158,15 @@ def document_tokens(encoder: LateInteractionEncoder, text: str) -> DocumentToken
 
 def query_labels(encoder: LateInteractionEncoder, query: str) -> list[str]:
     """One label per row of ``encode_queries([query])[0]``: the token's text or its name."""
-    stripped = query.strip()
-    tok = encoder.tokenizer.encode_spans(stripped, encoder.head.query_length - 1)
+    return [label for label, _ in query_tokens(encoder, query)]
+
+
+def query_tokens(
+    encoder: LateInteractionEncoder, query: str
+) -> list[tuple[str, tuple[int, int] | None]]:
+    """Per row of ``encode_queries([query])[0]``: its label and its span in ``query``."""
+    lead = len(query) - len(query.lstrip())
+    tok = encoder.tokenizer.encode_spans(query.strip(), encoder.head.query_length - 1)
     ids = [*tok.ids[:1], encoder._query_prefix_id, *tok.ids[1:]]
     spans = [*tok.spans[:1], None, *tok.spans[1:]]
     if encoder.head.do_query_expansion:
@@ -162,10 +174,11 @@ def query_labels(encoder: LateInteractionEncoder, query: str) -> list[str]:
         ids += [encoder._expansion_id] * pad
         spans += [None] * pad
     names = encoder.tokenizer.token_strings(ids)
-    return [
-        name if span is None else stripped[span[0] : span[1]].strip() or name
-        for name, span in zip(names, spans)
-    ]
+    out = []
+    for name, span in zip(names, spans):
+        span = _trim(query, span, lead)
+        out.append((name, None) if span is None else (query[span[0] : span[1]], span))
+    return out
 
 
 def explain_vectors(
@@ -175,6 +188,7 @@ def explain_vectors(
     tokens: DocumentTokens | None,
     *,
     note: str = "",
+    query_spans: Sequence[tuple[int, int] | None] | None = None,
 ) -> Explanation:
     """Take a MaxSim score apart.
 
@@ -185,6 +199,7 @@ def explain_vectors(
         tokens: what each document row stands for (:func:`document_tokens`), or ``None``
             when the rows are not one per token (pooled): then no spans are given.
         note: why ``tokens`` is ``None``, for :attr:`Explanation.note`.
+        query_spans: per query row, its span in the query text (:func:`query_tokens`).
 
     Returns:
         The :class:`Explanation`; a document with no vectors scores ``-inf`` with no
@@ -215,6 +230,7 @@ def explain_vectors(
             document_token=None if tokens is None else tokens.labels[j],
             query_index=i,
             document_index=int(j),
+            query_span=None if query_spans is None else query_spans[i],
         )
         for i, (label, j, value) in enumerate(zip(query_labels, best, values))
     ]
@@ -291,7 +307,7 @@ def explain_documents(
             )
     if query_vectors is None:
         query_vectors = encoder.encode_queries([query], show_progress=False)[0]
-    labels = query_labels(encoder, query)
+    labels, spans = zip(*query_tokens(encoder, query))
     missing = [i for i, rows in enumerate(stored) if rows is None]
     encoded = set(missing)
     if missing:
@@ -312,5 +328,7 @@ def explain_documents(
                 f"({len(tokens.spans)} tokens): pooled, or stored from another text; no spans"
             )
             tokens = None
-        out.append(explain_vectors(query_vectors, labels, matrix, tokens, note=note))
+        out.append(
+            explain_vectors(query_vectors, labels, matrix, tokens, note=note, query_spans=spans)
+        )
     return out

@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="dense candidates reranked in hybrid mode (default 100)",
     )
+    search.add_argument(
+        "--explain",
+        action="store_true",
+        help="under each hit, its text with the words the query's tokens matched (ColBERT) "
+        "highlighted, and which query word matched which",
+    )
     search.set_defaults(handler=_search)
 
     eval_ = commands.add_parser(
@@ -486,16 +492,29 @@ def _search(args: argparse.Namespace) -> int:
                 raise CommandError(
                     f"search mode {mode!r} needs a {side} model; {flag} is 'none'", EXIT_USAGE
                 )
+        if args.explain and (names[1] is None or "colbert" not in vectors):
+            raise CommandError(
+                f"--explain needs ColBERT vectors: collection {collection!r} has "
+                f"{sorted(vectors)} and --colbert-model is {names[1] or 'none'!r}",
+                EXIT_USAGE,
+            )
         dense, colbert = _load_models(
             args,
             recorded,
             dense=mode in ("dense", "hybrid"),
-            colbert=mode in ("colbert", "hybrid"),
+            colbert=mode in ("colbert", "hybrid") or args.explain,
         )
         writer = _writer(client, collection, dense, colbert)
         (points,) = search(
             writer, [args.query], mode=mode, limit=args.limit, prefetch_limit=args.prefetch_limit
         )
+        explained: list[Any] = [None] * len(points)
+        if args.explain:
+            from lfm_qdrant.explain import explain_hits
+
+            explained = explain_hits(
+                colbert, args.query, points, store=client, collection_name=collection
+            )
     if not points:
         print(f"no results in {collection!r}")
     for rank, point in enumerate(points, start=1):
@@ -505,6 +524,12 @@ def _search(args: argparse.Namespace) -> int:
         print(
             f"{rank:>3}. {point.score:8.4f}  [{label}] {_snippet(str(payload.get('text', '')), title)}"
         )
+        why = explained[rank - 1]
+        if why is not None:
+            from lfm_retrieval.highlight import highlight, matched_words, use_color
+
+            print(f"       {highlight(payload['text'], why, color=use_color())}")
+            print(f"       matched: {matched_words(why)}")
     return 0
 
 

@@ -26,6 +26,8 @@ def test_similarities_sum_to_the_maxsim_score(tiny_colbert: LateInteractionEncod
         assert sum(m.similarity for m in why.matches) == pytest.approx(why.score, abs=1e-5)
         assert why.score == pytest.approx(float(score), abs=1e-5)
         assert not why.pooled and not why.truncated and why.note == ""
+        named = [m for m in why.matches if m.query_span is not None]
+        assert named and all(QUERY[slice(*m.query_span)] == m.query_token for m in named)
 
 
 def test_document_rows_line_up_with_the_encoded_vectors(
