@@ -174,7 +174,7 @@ def query_tokens(
         ids += [encoder._expansion_id] * pad
         spans += [None] * pad
     names = encoder.tokenizer.token_strings(ids)
-    out = []
+    out: list[tuple[str, tuple[int, int] | None]] = []
     for name, span in zip(names, spans):
         span = _trim(query, span, lead)
         out.append((name, None) if span is None else (query[span[0] : span[1]], span))
