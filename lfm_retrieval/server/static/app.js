@@ -207,7 +207,17 @@
     }
   }
 
+  // Counts finished searches (in data-searches) whatever their outcome: tests and scripts
+  // wait on it.
   async function search() {
+    try {
+      await runSearch();
+    } finally {
+      document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
+    }
+  }
+
+  async function runSearch() {
     showError("");
     const collection = $("collection").value;
     const query = $("query").value;
@@ -250,7 +260,6 @@
       markOverlap(main, other, compare);
       markOverlap(other, main, mode);
     }
-    document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
   }
 
   async function start() {
