@@ -142,18 +142,14 @@ def document_tokens(encoder: LateInteractionEncoder, text: str) -> DocumentToken
     ids = [*tok.ids[:1], encoder._document_prefix_id, *tok.ids[1:]]
     spans = [*tok.spans[:1], None, *tok.spans[1:]]
     skip = set(encoder._skiplist.tolist())
-    kept = [(i, s) for i, s in zip(ids, spans) if i not in skip]
-    names = encoder.tokenizer.token_strings([i for i, _ in kept])
-    out_spans: list[tuple[int, int] | None] = []
-    labels: list[str] = []
-    for (_, span), name in zip(kept, names):
-        span = _trim(text, span, lead)
-        out_spans.append(span)
-        labels.append(name if span is None else text[span[0] : span[1]])
-    ends = [s[1] for s in (_trim(text, s, lead) for s in tok.spans) if s is not None]
-    return DocumentTokens(
-        out_spans, labels, tok.truncated, max(ends) if tok.truncated and ends else len(text)
-    )
+    kept = [(i, _trim(text, s, lead)) for i, s in zip(ids, spans) if i not in skip]
+    # Vocabulary strings only for the rows without text (special tokens, lone spaces).
+    names = iter(encoder.tokenizer.token_strings([i for i, s in kept if s is None]))
+    labels = [next(names) if s is None else text[s[0] : s[1]] for _, s in kept]
+    seen = len(text)
+    if tok.truncated:
+        seen = max((s[1] + lead for s in tok.spans if s is not None), default=0)
+    return DocumentTokens([s for _, s in kept], labels, tok.truncated, seen)
 
 
 def query_labels(encoder: LateInteractionEncoder, query: str) -> list[str]:
