@@ -112,8 +112,11 @@ def main() -> None:
 
 def _steps(writer: object, store: object, colbert: LateInteractionEncoder, n: int) -> dict:
     """The explain step alone, with and without the query's ColBERT vectors at hand."""
+    import torch
+
     from lfm_qdrant.explain import explain_hits
 
+    torch.set_num_threads(1)  # as each of serve's model workers on this 2-core machine
     out: dict[str, list[float]] = {"search": [], "again": [], "given": []}
     for i in range(n):
         query = QUERIES[i % len(QUERIES)]
