@@ -68,3 +68,17 @@ def test_explain_without_colbert_vectors_is_a_usage_error(
     assert cli.main(["search", "fox", "--collection", "d", "--explain", *store]) == 2
     err = capsys.readouterr().err
     assert "--explain needs ColBERT vectors: collection 'd' has ['dense']" in err
+
+
+@pytest.mark.parametrize(("flag", "playground"), [([], True), (["--no-playground"], False)])
+def test_serve_no_playground_turns_the_page_off(
+    monkeypatch: pytest.MonkeyPatch, models: list[str], flag: list[str], playground: bool
+) -> None:
+    import lfm_retrieval.server as server
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(server, "serve", lambda app, **kwargs: seen.update(app=app))
+    assert cli.main(["serve", "--port", "0", *models, *flag]) == 0
+    app = seen["app"]
+    assert app.state.service.config.playground is playground  # type: ignore[attr-defined]
+    assert any(getattr(r, "path", None) == "/" for r in app.routes) is playground  # type: ignore[attr-defined]
