@@ -20,6 +20,7 @@ from .validation import check_positive_int, validate_text, validate_texts
 if TYPE_CHECKING:
     from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig, Lfm2Config
     from .encoders import DenseEncoder, Encoder, InputType, LateInteractionEncoder, TokenCounts
+    from .explain import Explanation, TokenMatch
     from .resolve import LoadOptions, resolve_encoder
     from .scoring import maxsim, rank_scores
 
@@ -34,6 +35,8 @@ _LAZY = {
     "InputType": "encoders",
     "LateInteractionEncoder": "encoders",
     "TokenCounts": "encoders",
+    "Explanation": "explain",
+    "TokenMatch": "explain",
     "LoadOptions": "resolve",
     "resolve_encoder": "resolve",
     "maxsim": "scoring",
@@ -63,6 +66,7 @@ __all__ = [
     "DenseEncoder",
     "DenseHeadConfig",
     "Encoder",
+    "Explanation",
     "InputError",
     "InputType",
     "LFMError",
@@ -70,6 +74,7 @@ __all__ = [
     "Lfm2Config",
     "LoadOptions",
     "TokenCounts",
+    "TokenMatch",
     "check_positive_int",
     "maxsim",
     "rank_scores",

@@ -30,6 +30,7 @@ from .batching import plan_batches, prefetch, split_on_oom
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
 from .defaults import DEFAULT_TOP_N
 from .errors import CheckpointError, InputError
+from .explain import Explanation, explain_documents
 from .loading import (
     LinearSpec,
     ModuleSpec,
@@ -900,3 +901,33 @@ class LateInteractionEncoder(_Encoder):
             ``[len(document_vectors)]`` float32 scores.
         """
         return maxsim(query_vectors, document_vectors, device=self.device)
+
+    def explain(
+        self,
+        query: str,
+        document: str,
+        *,
+        document_vectors: np.ndarray | None = None,
+        pool_factor: int = 1,
+    ) -> Explanation:
+        """Why ``document`` scores what it does for ``query``: each query token's best match.
+
+        Args:
+            query: the query text.
+            document: the document text (as embedded: a stored point's ``payload["text"]``).
+            document_vectors: the document's stored ``[n_tokens, dim]`` vectors (retrieved
+                from Qdrant); ``None`` encodes ``document``.
+            pool_factor: pooling for an encoded document (:meth:`encode_documents`).
+
+        Returns:
+            An :class:`~lfm_core.explain.Explanation`: the MaxSim score and one
+            ``TokenMatch(query_token, document_span, similarity)`` per query vector, whose
+            similarities sum to the score. Pooled vectors give no spans (``pooled``); a
+            truncated document says where encoding stopped (``truncated``, ``seen_chars``).
+
+        Raises:
+            TypeError: ``query`` or ``document`` is not a ``str``.
+            ValueError: ``document_vectors`` is not ``[n, dim]``.
+        """
+        vectors = None if document_vectors is None else [document_vectors]
+        return explain_documents(self, query, [document], vectors, pool_factor=pool_factor)[0]

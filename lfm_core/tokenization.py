@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .errors import CheckpointError
 
-__all__ = ["TextTokenizer", "Tokenized"]
+__all__ = ["TextTokenizer", "TokenSpans", "Tokenized"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,21 @@ class Tokenized:
     ids: list[list[int]]
     n_truncated: int
     truncated_rows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenSpans:
+    """One text's token ids with the character span of each token in that text.
+
+    Attributes:
+        ids: token ids, special tokens included, as :meth:`TextTokenizer.encode` gives them.
+        spans: ``(start, end)`` in the text per id, ``None`` for special tokens.
+        truncated: whether the text was cut at the length limit.
+    """
+
+    ids: list[int]
+    spans: list[tuple[int, int] | None]
+    truncated: bool
 
 
 class TextTokenizer:
@@ -95,6 +110,40 @@ class TextTokenizer:
             for i, ids in zip(long_rows, cut):
                 probe[i] = ids
         return Tokenized(probe, len(long_rows), tuple(long_rows))
+
+    def encode_spans(self, text: str, max_length: int) -> TokenSpans:
+        """:meth:`encode` of one text, with the character span of every token.
+
+        The ids equal ``encode([text], max_length).ids[0]``; spans come from the fast
+        tokenizer's offset mapping (``None`` for special tokens).
+        """
+        for limit in (max_length + 1, max_length):
+            with self._lock:
+                out = self._tok(
+                    text,
+                    add_special_tokens=True,
+                    truncation=True,
+                    max_length=limit,
+                    padding=False,
+                    return_offsets_mapping=True,
+                    return_special_tokens_mask=True,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )
+            ids = list(out["input_ids"])
+            if len(ids) <= max_length:
+                break
+        spans: list[tuple[int, int] | None] = [
+            None if special or end <= start else (int(start), int(end))
+            for (start, end), special in zip(out["offset_mapping"], out["special_tokens_mask"])
+        ]
+        if self._bos is not None and ids[:1] != [self._bos]:
+            ids, spans = [self._bos, *ids][:max_length], [None, *spans][:max_length]
+        return TokenSpans(ids, spans, limit == max_length)
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """The vocabulary strings of ``ids`` (``"[MASK]"``, ``"Ġword"``), for labels."""
+        return [str(t) for t in self._tok.convert_ids_to_tokens(ids)]
 
     def _call(self, texts: list[str], max_length: int) -> list[list[int]]:
         with self._lock:

@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="say which legs (dense, lexical, colbert) found each hit, at what rank",
     )
+    search.add_argument(
+        "--explain",
+        action="store_true",
+        help="under each hit, its text with the words the query's tokens matched (ColBERT) "
+        "highlighted, and which query word matched which",
+    )
     search.set_defaults(handler=_search)
 
     eval_ = commands.add_parser(
@@ -242,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="an HTTP service: OpenAI-style embeddings, ColBERT vectors, rerank, search",
         description="Serve the models over HTTP (FastAPI + uvicorn): POST /v1/embeddings, "
         "/v1/multivector, /v1/rerank, /v1/search; GET /health, /v1/models, /metrics. "
-        "Requests that arrive together share one forward pass. /v1/search reads the store "
+        "Requests that arrive together share one forward pass. A search playground page is at /. "
+        "/v1/search reads the store "
         "at --path or --url (without either, the service has no /v1/search).",
     )
     group = serve.add_argument_group("HTTP")
@@ -274,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     group.add_argument("--access-log", action="store_true", help="log every request")
+    group.add_argument(
+        "--no-playground",
+        action="store_true",
+        help="do not serve the search playground page at / (it needs the API key like the rest)",
+    )
     group = serve.add_argument_group("batching across requests")
     group.add_argument(
         "--max-wait-ms",
@@ -507,9 +519,11 @@ def _search(args: argparse.Namespace) -> int:
         legs = collection_legs(client, collection)
         recorded = _recorded_models(client, collection)
         mode, needs_dense, needs_colbert = _mode_and_models(args, legs, recorded)
+        # --explain also highlights the words ColBERT matched, where there are ColBERT vectors.
+        matches = args.explain and "colbert" in legs and _model_names(args, recorded)[1] is not None
         dense, colbert = (
-            _load_models(args, recorded, dense=needs_dense, colbert=needs_colbert)
-            if needs_dense or needs_colbert
+            _load_models(args, recorded, dense=needs_dense, colbert=needs_colbert or matches)
+            if needs_dense or needs_colbert or matches
             else (None, None)
         )
         writer = _writer(client, collection, dense, colbert)
@@ -522,9 +536,16 @@ def _search(args: argparse.Namespace) -> int:
             fusion=args.fusion,
             explain=args.explain,
         )
+        explained: list[Any] = [None] * len(points)
+        if matches:
+            from lfm_qdrant.explain import explain_hits
+
+            explained = explain_hits(
+                colbert, args.query, points, store=client, collection_name=collection
+            )
     if args.json:
-        for point in points:
-            print(json.dumps(_hit_json(point), ensure_ascii=False))
+        for point, why in zip(points, explained, strict=True):
+            print(json.dumps(_hit_json(point, why), ensure_ascii=False))
         return 0
     if not points:
         print(f"no results in {collection!r} (mode {mode})")
@@ -539,14 +560,23 @@ def _search(args: argparse.Namespace) -> int:
             legs_found = getattr(point, "legs", {})
             found = ", ".join(f"{leg} #{r.rank} ({r.score:.4g})" for leg, r in legs_found.items())
             print(f"       found by: {found or 'no single leg (fusion only)'}")
+        why = explained[rank - 1]
+        if why is not None:
+            from lfm_retrieval.highlight import highlight, matched_words, use_color
+
+            print(f"       {highlight(payload['text'], why, color=use_color())}")
+            print(f"       matched: {matched_words(why)}")
     return 0
 
 
-def _hit_json(point: Any) -> dict[str, Any]:
-    """One search hit as JSON: id, score, payload, and the legs when explained."""
+def _hit_json(point: Any, why: Any = None) -> dict[str, Any]:
+    """One search hit as JSON: id, score, payload; with --explain the legs that found it and
+    the ColBERT token matches (where the collection has ColBERT vectors)."""
     out: dict[str, Any] = {"id": point.id, "score": point.score, "payload": point.payload}
     if hasattr(point, "legs"):
         out["legs"] = {leg: r.model_dump() for leg, r in point.legs.items()}
+    if why is not None:
+        out["matches"] = why.to_dict()
     return out
 
 
@@ -722,7 +752,11 @@ def _serve(args: argparse.Namespace) -> int:
             model_workers=workers,
         )
         config = ServiceConfig(
-            api_key=api_key, limits=limits, batching=batching, served_model_names=served_names
+            api_key=api_key,
+            limits=limits,
+            batching=batching,
+            served_model_names=served_names,
+            playground=not args.no_playground,
         )
         app = create_app(dense, colbert, store=store, config=config)
         print(

@@ -36,8 +36,10 @@ from lfm_core import (
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
 from .errors import ApiError, error_body, error_responses
+from .explaining import explain_rerank, explain_search
 from .inputs import aliases_of, refuse_over_long, resolve_input_type, split_alias
 from .metrics import ServiceMetrics
+from .playground import add_collections_route, add_playground
 from .schemas import EmbeddingsRequest, MultivectorRequest, RerankRequest, SearchRequest
 
 __all__ = ["ApiError", "ServiceConfig", "ServiceLimits", "create_app"]
@@ -55,6 +57,8 @@ _ENDPOINTS = (
     "/v1/embed",
     "/v2/embed",
     "/v2/rerank",
+    "/v1/collections",
+    "/",
 )
 
 
@@ -88,9 +92,11 @@ class ServiceConfig:
         served_model_names: the id each model is served as (``GET /v1/models``, the
             ``model`` field), by side (``"dense"``, ``"colbert"``); default
             :func:`served_model_name` of the encoder's ``model_name``.
+        playground: serve the search playground page at ``/`` (behind ``api_key`` too).
     """
 
     api_key: str | None = None
+    playground: bool = True
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     batching: BatchingOptions = field(default_factory=BatchingOptions)
     served_model_names: Mapping[str, str] = field(default_factory=dict)
@@ -288,11 +294,18 @@ def create_app(
             scores = await service.batcher.call(
                 partial(_score, encoder, query.vectors[0], documents.vectors)
             )
+        explained: dict[int, Any] = {}
+        if body.explain and documents is not None:
+            explained = await service.batcher.call(
+                partial(explain_rerank, encoder, body.query, docs, with_text, query, documents)
+            )
         results = []
         for index, score in rank_scores(scores, with_text, len(docs), body.top_n):
             item: dict[str, Any] = {"index": index, "relevance_score": score}
             if body.return_documents:
                 item["document"] = {"text": docs[index]}
+            if body.explain:
+                item["explain"] = explained.get(index)
             results.append(item)
         tokens = sum(query.counts.tokens) + (sum(documents.counts.tokens) if documents else 0)
         truncated = [] if documents is None else [with_text[i] for i in documents.counts.truncated]
@@ -311,25 +324,32 @@ def create_app(
         results, mode = await service.wait(
             request, service.batcher.call(lambda: service.search(body))
         )
-        return JSONResponse(
+        hits = [
             {
-                "collection": body.collection,
-                "mode": mode,
-                "results": [
-                    {
-                        "id": p.id,
-                        "score": p.score,
-                        "payload": p.payload if body.with_payload else None,
-                        **(
-                            {"legs": {leg: r.model_dump() for leg, r in p.legs.items()}}
-                            if body.explain
-                            else {}
-                        ),
-                    }
-                    for p in results
-                ],
+                "id": p.id,
+                "score": p.score,
+                "payload": p.payload if body.with_payload else None,
+                **(
+                    {"legs": {leg: r.model_dump() for leg, r in p.legs.items()}}
+                    if body.explain
+                    else {}
+                ),
             }
-        )
+            for p in results
+        ]
+        if body.explain:
+            writer, _ = service._writers[body.collection]
+            explained = await service.wait(
+                request,
+                service.batcher.call(partial(explain_search, writer, service.store, body, results)),
+            )
+            for hit, why in zip(hits, explained, strict=True):
+                hit["explain"] = why
+        return JSONResponse({"collection": body.collection, "mode": mode, "results": hits})
+
+    add_collections_route(app, service)
+    if service.config.playground:
+        add_playground(app, service)
 
     from .cohere import add_cohere_routes
 
@@ -557,6 +577,14 @@ class _Service:
         return points, mode
 
 
+def _basic_password(credentials: bytes) -> bytes:
+    """The password of HTTP Basic credentials (``b""`` when they are not base64)."""
+    try:
+        return base64.b64decode(credentials.strip(), validate=True).partition(b":")[2]
+    except ValueError:  # binascii.Error is a ValueError
+        return b""
+
+
 def _score(encoder: ServedEncoder, query: np.ndarray, documents: list[np.ndarray]) -> np.ndarray:
     if isinstance(encoder, DenseEncoder):
         return encoder.score(query, np.stack(documents))
@@ -766,6 +794,8 @@ def _key_matches(scope: Scope, key: bytes) -> bool:
     time (a header may hold any byte; a ``str`` comparison refuses non-ASCII with TypeError)."""
     value = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
     scheme, _, token = value.partition(b" ")
+    if scheme.lower() == b"basic":  # a browser on the playground page: any user, KEY
+        token, scheme = _basic_password(token), b"bearer"
     return scheme.lower() == b"bearer" and secrets.compare_digest(token.strip(), key)
 
 
@@ -783,10 +813,13 @@ class _ApiKey:
             await self.app(scope, receive, send)
             return
         self.metrics.errors.labels(endpoint=_endpoint(scope), type="invalid_api_key").inc()
+        # The playground's pages ask for Basic: the one scheme a browser asks its user for.
+        page = scope["path"] == "/" or scope["path"].startswith("/playground/")
+        challenge = 'Basic realm="lfm-retrieval", charset="UTF-8"' if page else "Bearer"
         response = JSONResponse(
             error_body(_UNAUTHORIZED, "authentication_error", "invalid_api_key", None),
             status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": challenge},
         )
         await response(scope, _no_receive, send)
 

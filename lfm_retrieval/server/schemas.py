@@ -97,6 +97,9 @@ class RerankRequest(_Request):
     model: StrictStr | None = None
     top_n: StrictInt | None = Field(None, ge=1, description="keep the best top_n (default all)")
     return_documents: StrictBool = False
+    explain: StrictBool = Field(
+        False, description="per result, the document tokens each query token matched (ColBERT)"
+    )
 
 
 class SearchRequest(_Request):
@@ -123,3 +126,8 @@ class SearchRequest(_Request):
         description='a Qdrant filter as JSON, e.g. {"must": [{"key": "lang", "match": {"value": "de"}}]}',
     )
     with_payload: StrictBool = True
+    explain: StrictBool = Field(
+        False,
+        description="per hit, the document tokens each query token matched, from the stored "
+        "ColBERT vectors (null where the collection has none)",
+    )

@@ -1,0 +1,109 @@
+"""Token matches of search hits, from the ColBERT vectors the collection stored.
+
+A hit's explanation needs its text (``payload["text"]``, the embedded text) and its
+``colbert`` vectors: read from the hit when it carries them, else retrieved by id, so the
+documents are never encoded again; only the query is (once), unless its vectors are given.
+
+Usage::
+
+    hits = writer.search("when do orders ship", limit=10)
+    for hit, why in zip(hits, explain_hits(colbert, "when do orders ship", hits,
+                                           store=store, collection_name="docs")):
+        print(hit.payload["text"], [(m.query_token, m.document_token) for m in why.matches])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lfm_core import Explanation, LateInteractionEncoder
+from lfm_core.explain import explain_documents
+
+from .layout import COLBERT
+
+__all__ = ["explain_hits", "stored_colbert_vectors"]
+
+
+def stored_colbert_vectors(
+    store: Any, collection_name: str, ids: Sequence[Any]
+) -> dict[Any, np.ndarray]:
+    """The stored ``colbert`` multivector of each point among ``ids`` that has one.
+
+    Args:
+        store: a sync ``QdrantClient`` or an :class:`EdgeStore`.
+        collection_name: the collection.
+        ids: point ids, as search results carry them.
+
+    Returns:
+        ``{point id: [n, dim] float32}``; points without ColBERT vectors are left out.
+    """
+    if not ids:
+        return {}
+    records = store.retrieve(collection_name, list(ids), with_payload=False, with_vectors=True)
+    out = {}
+    for record in records:
+        rows = _colbert_of(record)
+        if rows is not None:
+            out[record.id] = rows
+    return out
+
+
+def explain_hits(
+    encoder: LateInteractionEncoder,
+    query: str,
+    hits: Sequence[Any],
+    *,
+    store: Any = None,
+    collection_name: str | None = None,
+    query_vectors: np.ndarray | None = None,
+    text_key: str = "text",
+) -> list[Explanation | None]:
+    """One :class:`~lfm_core.Explanation` per hit, from its stored ColBERT vectors.
+
+    Args:
+        encoder: the collection's ColBERT encoder (its tokenizer gives the spans).
+        query: the query the hits answer.
+        hits: ``ScoredPoint``s or ``Record``s with payloads (``vector`` used when it holds
+            ``colbert``).
+        store: where to retrieve the vectors of hits that do not carry them; without a
+            store such hits are encoded from their text.
+        collection_name: the collection (with ``store``).
+        query_vectors: the query's ColBERT vectors when already encoded.
+        text_key: the payload key of the embedded text.
+
+    Returns:
+        Per hit, its explanation, or ``None`` when its payload has no text.
+    """
+    vectors: dict[int, np.ndarray | None] = {i: _colbert_of(hit) for i, hit in enumerate(hits)}
+    if store is not None and collection_name is not None:
+        need = [hit.id for i, hit in enumerate(hits) if vectors[i] is None]
+        found = stored_colbert_vectors(store, collection_name, need)
+        for i, hit in enumerate(hits):
+            if vectors[i] is None:
+                vectors[i] = found.get(hit.id)
+    with_text = [
+        i for i, hit in enumerate(hits) if isinstance((hit.payload or {}).get(text_key), str)
+    ]
+    out: list[Explanation | None] = [None] * len(hits)
+    if not with_text:
+        return out
+    explained = explain_documents(
+        encoder,
+        query,
+        [hits[i].payload[text_key] for i in with_text],
+        [vectors[i] for i in with_text],
+        query_vectors=query_vectors,
+    )
+    for i, why in zip(with_text, explained):
+        out[i] = why
+    return out
+
+
+def _colbert_of(point: Any) -> np.ndarray | None:
+    vector = getattr(point, "vector", None)
+    if not isinstance(vector, dict) or not vector.get(COLBERT):
+        return None
+    return np.asarray(vector[COLBERT], dtype=np.float32)

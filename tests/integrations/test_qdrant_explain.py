@@ -1,0 +1,78 @@
+"""explain_hits: token matches of search hits from the ColBERT vectors a collection stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import QdrantClient
+
+from lfm_core import DenseEncoder, LateInteractionEncoder
+from lfm_qdrant import EdgeStore, MultiVectorWriter
+from lfm_qdrant.explain import explain_hits, stored_colbert_vectors
+
+DOCS = [
+    "Orders ship within two business days.",
+    "Returns are accepted for 30 days with a receipt.",
+    "Das Café öffnet um neun Uhr.",
+    "Gift cards never expire!",
+]
+QUERY = "when do orders ship?"
+
+
+@pytest.fixture(params=["edge", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "edge":
+        with EdgeStore(tmp_path / "store") as edge:
+            yield edge
+    else:
+        client = QdrantClient(":memory:")
+        yield client
+        client.close()
+
+
+@pytest.mark.parametrize("pool_factor", [1, 2])
+def test_stored_vectors_explain_the_search_score(
+    store: Any,
+    tiny_dense: DenseEncoder,
+    tiny_colbert: LateInteractionEncoder,
+    pool_factor: int,
+) -> None:
+    writer = MultiVectorWriter(
+        store, "docs", dense=tiny_dense, colbert=tiny_colbert, pool_factor=pool_factor
+    )
+    writer.add(DOCS, metadata=[{"lang": "de" if "Café" in d else "en"} for d in DOCS])
+    hits = writer.search(QUERY, limit=4, mode="colbert")
+    stored = stored_colbert_vectors(store, "docs", [h.id for h in hits])
+    assert set(stored) == {h.id for h in hits}
+    explained = explain_hits(tiny_colbert, QUERY, hits, store=store, collection_name="docs")
+    for hit, why in zip(hits, explained):
+        assert why is not None
+        # the stored vectors give Qdrant's own MaxSim score, and the matches add up to it
+        assert why.score == pytest.approx(hit.score, abs=1e-4)
+        assert sum(m.similarity for m in why.matches) == pytest.approx(why.score, abs=1e-5)
+        text = hit.payload["text"]
+        if pool_factor == 1:
+            assert not why.pooled
+            spans = [m.document_span for m in why.matches if m.document_span is not None]
+            assert spans
+            for m in why.matches:
+                if m.document_span is not None:
+                    assert text[m.document_span[0] : m.document_span[1]] == m.document_token
+            fresh = tiny_colbert.explain(QUERY, text)
+            assert [m.document_span for m in why.matches] == [
+                m.document_span for m in fresh.matches
+            ]
+        else:
+            assert why.pooled
+            assert all(m.document_span is None for m in why.matches)
+
+
+def test_hits_without_text_are_none(store: Any, tiny_colbert: LateInteractionEncoder) -> None:
+    writer = MultiVectorWriter(store, "docs", colbert=tiny_colbert)
+    writer.add(DOCS[:2])
+    hits = writer.search(QUERY, limit=2)
+    hits[1].payload = {}
+    explained = explain_hits(tiny_colbert, QUERY, hits, store=store, collection_name="docs")
+    assert explained[0] is not None and explained[1] is None
