@@ -116,9 +116,6 @@ class SearchRequest(_Request):
         "colbert alone. Default: hybrid when two legs or more are there",
     )
     fusion: Literal["rrf", "dbsf"] = Field("rrf", description="how hybrid fuses rankings")
-    explain: StrictBool = Field(
-        False, description="each result says which legs found it, at what rank and score"
-    )
     limit: StrictInt = Field(10, ge=1, le=1000)
     prefetch_limit: StrictInt = Field(100, ge=1, le=10000)
     filter: dict[str, Any] | None = Field(
@@ -128,6 +125,7 @@ class SearchRequest(_Request):
     with_payload: StrictBool = True
     explain: StrictBool = Field(
         False,
-        description="per hit, the document tokens each query token matched, from the stored "
-        "ColBERT vectors (null where the collection has none)",
+        description="per hit, `legs`: which legs found it, at what rank and score; and "
+        "`explain`: the document tokens each query token matched, from the stored ColBERT "
+        "vectors (null where the collection has none)",
     )
