@@ -185,13 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--explain",
         action="store_true",
-        help="say which legs (dense, lexical, colbert) found each hit, at what rank",
-    )
-    search.add_argument(
-        "--explain",
-        action="store_true",
-        help="under each hit, its text with the words the query's tokens matched (ColBERT) "
-        "highlighted, and which query word matched which",
+        help="under each hit, which legs (dense, lexical, colbert) found it and at what rank; "
+        "with ColBERT vectors, its text with the words the query's tokens matched highlighted",
     )
     search.set_defaults(handler=_search)
 

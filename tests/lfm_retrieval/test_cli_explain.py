@@ -44,10 +44,13 @@ def test_explain_highlights_the_words_explain_names(
     args = ["search", query, "--collection", "d", "--mode", mode, "--explain", *models, *store]
     assert cli.main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 * len(DOCS)  # hit, highlighted text, matched words
+    assert len(lines) == 4 * len(DOCS)  # hit, legs, highlighted text, matched words
     texts = {"Cats The cat sat on the mat and purred.", DOCS[1]["text"], DOCS[2]["text"]}
-    for hit, shown, matched in zip(lines[0::3], lines[1::3], lines[2::3]):
+    for hit, legs, shown, matched in zip(
+        lines[0::4], lines[1::4], lines[2::4], lines[3::4], strict=True
+    ):
         assert re.match(r"^\s+\d+\.\s", hit)
+        assert legs.strip().startswith("found by: ")
         plain = shown.strip().replace("[[", "").replace("]]", "")
         text = next(t for t in texts if t == plain)
         # what --explain prints is the highlight of what explain() names (not a TTY: [[...]])
@@ -59,15 +62,18 @@ def test_explain_highlights_the_words_explain_names(
         assert "".join(spelled) == query.replace(" ", "")
 
 
-def test_explain_without_colbert_vectors_is_a_usage_error(
+def test_explain_without_colbert_vectors_says_which_legs_found_each_hit(
     tmp_path: Path, corpus: Path, tiny_dense_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = ["--path", str(tmp_path / "q"), "--embedding-model", str(tiny_dense_dir)]
     store += ["--colbert-model", "none", "--device", "cpu"]
     assert cli.main(["index", str(corpus), "--collection", "d", *store, "--quiet"]) == 0
-    assert cli.main(["search", "fox", "--collection", "d", "--explain", *store]) == 2
-    err = capsys.readouterr().err
-    assert "--explain needs ColBERT vectors: collection 'd' has ['dense']" in err
+    capsys.readouterr()
+    assert cli.main(["search", "fox", "--collection", "d", "--explain", *store]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # No ColBERT vectors: no word highlights, but each hit names the legs that found it.
+    assert lines[1].strip().startswith("found by: ") and "lexical #1" in lines[1]
+    assert not any("matched: " in line for line in lines)
 
 
 @pytest.mark.parametrize(("flag", "playground"), [([], True), (["--no-playground"], False)])

@@ -41,7 +41,8 @@ def test_search_json_prints_one_object_per_hit_with_legs(indexed, capsys):
     assert len(hits) == 3
     assert hits[0]["payload"]["id"] == "err-1"  # the code's only exact match comes first
     assert hits[0]["legs"]["lexical"]["rank"] == 1
-    assert set(hits[0]) == {"id", "score", "payload", "legs"}
+    assert set(hits[0]) == {"id", "score", "payload", "legs", "matches"}
+    assert hits[0]["matches"]["score"] == pytest.approx(hits[0]["legs"]["colbert"]["score"], 1e-4)
 
 
 def test_lexical_search_loads_no_model(indexed, capsys, monkeypatch):

@@ -70,8 +70,10 @@ def test_search_explain_matches_add_up_to_the_colbert_score(
         why = hit["explain"]
         assert why is not None and not why["pooled"]
         assert sum(m["similarity"] for m in why["matches"]) == pytest.approx(why["score"], abs=1e-5)
-        if mode != "dense":  # the hit's score is that same MaxSim
+        if mode == "colbert":  # the hit's score is that same MaxSim
             assert why["score"] == pytest.approx(hit["score"], abs=1e-4)
+        if mode == "hybrid" and "colbert" in hit["legs"]:  # hybrid fuses it with the legs
+            assert why["score"] == pytest.approx(hit["legs"]["colbert"]["score"], abs=1e-4)
         text = hit["payload"]["text"]
         for m in why["matches"]:
             if m["document_span"] is not None:
@@ -116,14 +118,14 @@ def test_collections_lists_names_points_and_modes(
 ) -> None:
     answer = call(app_for(store, tiny_dense, tiny_colbert), "GET", "/v1/collections", BEARER)
     data = {c["name"]: c for c in answer.json()["data"]}
-    assert data["faq"]["modes"] == ["hybrid", "dense", "colbert"]
+    assert data["faq"]["modes"] == ["hybrid", "dense", "lexical", "colbert"]
     assert data["faq"]["points"] == len(DOCS)
-    assert data["dense_only"]["modes"] == ["dense"]
+    assert data["dense_only"]["modes"] == ["hybrid", "dense", "lexical"]  # BM25 needs no model
     # only the modes the loaded models allow
     answer = call(app_for(store, None, tiny_colbert), "GET", "/v1/collections", BEARER)
     assert {c["name"]: c["modes"] for c in answer.json()["data"]} == {
-        "dense_only": [],
-        "faq": ["colbert"],
+        "dense_only": ["lexical"],
+        "faq": ["hybrid", "lexical", "colbert"],
     }
     assert call(app_for(store, tiny_dense, None), "GET", "/v1/collections").status_code == 401
     no_store = call(app_for(None, tiny_dense, None), "GET", "/v1/collections", BEARER)
