@@ -10,7 +10,7 @@ Usage::
     hits = writer.search("query", limit=10)  # dense prefetch, MaxSim rerank, in Qdrant
 """
 
-from .edge import EdgeStore, StoreError
+from .edge import EdgeStore, StoreError, StoreFullError
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
 from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
@@ -49,6 +49,7 @@ __all__ = [
     "PointId",
     "SearchMode",
     "StoreError",
+    "StoreFullError",
     "point_id",
     "text_point_id",
     "validate_collection_name",
