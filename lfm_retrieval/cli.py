@@ -1015,8 +1015,15 @@ class _Client:
         self.client = EdgeStore(args.path or default_qdrant_path(), read_only=self.read_only)
         return self.client
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.client is not None:
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self.client is None:
+            return
+        if exc_type is None:
+            self.client.close()
+            return
+        # Already failing (a full disk, say): a flush that fails the same way on close must
+        # not replace the error that says what happened.
+        with contextlib.suppress(*_store_errors(), *_qdrant_errors()):
             self.client.close()
 
 

@@ -647,7 +647,9 @@ class EdgeStore:
             usage = shard_usage(shard)
             free = free_space(self.path)
             batch = int(point_bytes(points) * WRITE_AMPLIFICATION)
-            if n_points:
+            # On tmpfs an opened shard's holes are filled, so blocks per point mean nothing
+            # there; each batch is still checked before it is written.
+            if n_points and not free.fills_holes:
                 info = self._engine(collection_name, self._shard(collection_name).info)
                 if info.points_count:  # bytes per point as this collection stores them
                     batch += int(n_points * usage.allocated / info.points_count)
