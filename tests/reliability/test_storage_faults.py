@@ -431,3 +431,13 @@ def test_the_rest_of_a_corpus_that_cannot_fit_is_refused_before_writing(tmp_path
         with pytest.raises(StoreFullError, match=r"needs [\d.]+ [kMGT]?B, [\d.]+ [kMGT]?B free"):
             store.check_space("c", n_points=10**12)
         assert store.count("c").count == 20
+
+
+def test_the_documented_exit_codes_are_the_table():
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    rows = [
+        line.split("|")[1:3]
+        for line in text.splitlines()
+        if line.startswith("| ") and line[2:3].isdigit()
+    ]
+    assert [(int(code), meaning.strip()) for code, meaning in rows] == list(cli.EXIT_CODES)
