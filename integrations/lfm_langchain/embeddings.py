@@ -9,6 +9,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from lfm_core import DenseEncoder, InputError, resolve_encoder, validate_text, validate_texts
+from lfm_core.notices import TruncationLog
 
 from ._loading import coerce_model_name, load_options
 
@@ -79,6 +80,9 @@ class LFMEmbeddings(BaseModel, Embeddings):
     """L2-normalize the vectors (False: the pooled vectors as the model makes them)."""
 
     _encoder: DenseEncoder = PrivateAttr()
+    _truncations: TruncationLog = PrivateAttr(
+        default_factory=lambda: TruncationLog("LFMEmbeddings")
+    )
 
     def __init__(self, *, encoder: DenseEncoder | None = None, **data: Any) -> None:
         super().__init__(**data)
@@ -139,7 +143,10 @@ class LFMEmbeddings(BaseModel, Embeddings):
         texts = validate_texts(texts)
         if not texts:
             return []
-        vectors = self._encoder.encode_documents(texts, show_progress=self.show_progress)
+        # langchain-qdrant and friends call this once per batch: one truncation warning
+        # per object, not one per batch.
+        with self._truncations.around():
+            vectors = self._encoder.encode_documents(texts, show_progress=self.show_progress)
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:

@@ -10,6 +10,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 
 from lfm_core import DenseEncoder, LoadOptions, resolve_encoder, validate_text, validate_texts
+from lfm_core.notices import TruncationLog
 
 DEFAULT_DENSE_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
 
@@ -61,6 +62,7 @@ class LFMEmbedding(BaseEmbedding):
     )
 
     _encoder: DenseEncoder = PrivateAttr()
+    _truncations: TruncationLog = PrivateAttr(default_factory=lambda: TruncationLog("LFMEmbedding"))
 
     def __init__(
         self,
@@ -126,8 +128,11 @@ class LFMEmbedding(BaseEmbedding):
         )
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        # One call for the whole chunk: the core batches it for the device.
-        return self._encoder.encode_documents(texts).tolist()
+        # One call for the whole chunk: the core batches it for the device. LlamaIndex's
+        # own show_progress draws the bar over the chunks; the core draws none of its own.
+        # Chunk after chunk: one truncation warning per object, not one per chunk.
+        with self._truncations.around():
+            return self._encoder.encode_documents(texts, show_progress=False).tolist()
 
     # Async: the encoder is synchronous and thread-safe, so each call runs in a worker thread
     # and the event loop stays free while the model works.
