@@ -42,6 +42,7 @@ from .loading import (
     read_modules,
     resolve_checkpoint,
 )
+from .notices import report_truncation
 from .onednn import pack_linears_checked, pack_linears_for_cpu
 from .pooling import pool_tokens
 from .quantization import quantize_linears_int8
@@ -319,16 +320,7 @@ class _Encoder:
                         results[start + i] = out
                     bar.update(len(batch))
         if truncated:
-            logger.warning(
-                "%d of %d %s were longer than %d tokens and were truncated to fit the model",
-                truncated,
-                len(texts),
-                what,
-                limit,
-                # A caller encoding batch after batch may add the first two numbers up and
-                # report once (the CLI does).
-                extra={"lfm_summable_args": 2},
-            )
+            report_truncation(truncated, len(texts), what, limit)
         return results  # type: ignore[return-value]
 
     # Each encoder encodes and scores in its own space; rerank below is shared.

@@ -97,12 +97,29 @@ class TextTokenizer:
     def encode(self, texts: list[str], max_length: int) -> Tokenized:
         """Tokenize with special tokens, cutting each text to ``max_length`` ids.
 
-        A text counts as truncated when it has more than ``max_length`` ids; it is
-        detected by tokenizing to ``max_length + 1`` first, so no text is tokenized in
-        full however long it is.
+        A text counts as truncated when it has more than ``max_length`` ids. Each text is
+        tokenized once, to ``max_length + 1`` ids (never in full, however long it is); a
+        long one then loses its last content token, which is exactly what the tokenizer
+        gives at ``max_length``.
         """
         if not texts:
             return Tokenized([], 0)
+        tail = self._tail_specials()
+        if tail is None:  # a post-processor we cannot read: cut by tokenizing again
+            return self._encode_twice(texts, max_length)
+        raw = self._raw(texts, max_length + 1)
+        out, long_rows = [], []
+        for i, ids in enumerate(raw):
+            fixed = self._with_bos(ids, max_length + 1)
+            if len(fixed) > max_length:
+                long_rows.append(i)
+                if len(ids) > max_length:
+                    ids = ids[: len(ids) - tail - 1] + ids[len(ids) - tail :]
+                fixed = self._with_bos(ids, max_length)
+            out.append(fixed)
+        return Tokenized(out, len(long_rows), tuple(long_rows))
+
+    def _encode_twice(self, texts: list[str], max_length: int) -> Tokenized:
         probe = self._call(texts, max_length + 1)
         long_rows = [i for i, ids in enumerate(probe) if len(ids) > max_length]
         if long_rows:
@@ -145,7 +162,30 @@ class TextTokenizer:
         """The vocabulary strings of ``ids`` (``"[MASK]"``, ``"Ġword"``), for labels."""
         return [str(t) for t in self._tok.convert_ids_to_tokens(ids)]
 
+    def _tail_specials(self) -> int | None:
+        """How many special ids the tokenizer appends after the text (BERT's [SEP]: 1)."""
+        if not hasattr(self, "_tail"):
+            with self._lock:
+                content = self._tok("a b", add_special_tokens=False)["input_ids"]
+                full = self._tok("a b", add_special_tokens=True)["input_ids"]
+            self._tail: int | None = None
+            if getattr(self._tok, "truncation_side", "right") != "right":
+                return None  # cut from the start: the last content token is not the one lost
+            for start in range(len(full) - len(content) + 1):
+                if content and full[start : start + len(content)] == content:
+                    self._tail = len(full) - start - len(content)
+                    break
+        return self._tail
+
     def _call(self, texts: list[str], max_length: int) -> list[list[int]]:
+        return [self._with_bos(ids, max_length) for ids in self._raw(texts, max_length)]
+
+    def _with_bos(self, ids: list[int], max_length: int) -> list[int]:
+        if self._bos is None or ids[:1] == [self._bos]:
+            return ids
+        return [self._bos, *ids][:max_length]
+
+    def _raw(self, texts: list[str], max_length: int) -> list[list[int]]:
         with self._lock:
             out = self._tok(
                 texts,
@@ -156,6 +196,4 @@ class TextTokenizer:
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )["input_ids"]
-        if self._bos is not None:
-            out = [ids if ids[:1] == [self._bos] else [self._bos, *ids][:max_length] for ids in out]
         return [list(ids) for ids in out]

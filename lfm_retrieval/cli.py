@@ -13,8 +13,8 @@ Models: ``--embedding-model`` and ``--colbert-model`` take a hub id or a local f
 ``$XDG_CACHE_HOME/lfm-retrieval/qdrant``) or to a server at ``--url``.
 
 Failures the user can act on (a missing corpus, a model that cannot be loaded, a server
-that does not answer) print one line ``error: ...`` on stderr and exit with 2 (bad input
-or configuration) or 1 (a runtime failure: server, storage). Bugs keep their traceback.
+that does not answer, a full disk) print one line ``error: ...`` on stderr and exit with
+a code from :data:`EXIT_CODES` (also printed by ``--help``). Bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -37,9 +37,34 @@ DEFAULT_EMBEDDING_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
 DEFAULT_COLBERT_MODEL = "LiquidAI/LFM2.5-ColBERT-350M"
 NONE = "none"
 
+EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_STORAGE = 3
 EXIT_INTERRUPTED = 130
+# 128 + SIGBUS, as a shell reports a process killed by a bus error.
+EXIT_BUS_ERROR = 135
+# The one table of exit codes: --help prints it, docs/getting-started.md repeats it.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success"),
+    (EXIT_RUNTIME, "runtime: a Qdrant server failed or could not be reached"),
+    (
+        EXIT_USAGE,
+        "usage or input: a bad option, corpus file, model or collection layout; fix it and "
+        "run again",
+    ),
+    (
+        EXIT_STORAGE,
+        "storage: the store cannot be opened, read or written (full disk, read-only, in use, "
+        "not a store); what was written is kept: fix it and run the same command again",
+    ),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); `index` and `eval` resume when run again"),
+    (
+        EXIT_BUS_ERROR,
+        "killed by a bus error: the disk filled under Qdrant's mapped files despite the "
+        "space checks (one error line says so); free space and run the same command again",
+    ),
+)
 
 _SNIPPET_CHARS = 160
 # Loggers whose warnings the command shows (as "WARNING: message" on stderr).
@@ -67,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments after the program name; default ``sys.argv[1:]``.
 
     Returns:
-        0 on success, 1 on a runtime failure, 2 on a usage or input error, 130 when
-        interrupted.
+        A code of :data:`EXIT_CODES`: 0 on success, 1 on a runtime failure, 2 on a usage
+        or input error, 3 on a storage failure, 130 when interrupted.
     """
+    if argv is None:  # the real command line, not a call from Python
+        _report_fatal_signals()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
@@ -124,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lfm-retrieval",
         description="Index, search and evaluate with Liquid AI's LFM2.5 dense and ColBERT retrieval models.",
+        epilog=exit_code_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -359,6 +388,11 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def exit_code_table() -> str:
+    """The exit codes as ``--help`` prints them."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+
+
 def _storage_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("lexical leg (when the collection is created)")
     group.add_argument(
@@ -398,6 +432,7 @@ def _index(args: argparse.Namespace) -> int:
     with _open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
         writer = _writer(client, collection, dense, colbert, args)
+        _check_space_ahead(client, collection, total)
         done = 0
 
         def progress(n: int) -> None:
@@ -422,6 +457,14 @@ def _index(args: argparse.Namespace) -> int:
         built = _build_index(client, collection)
     _print_index_summary(args, collection, report, built)
     return 0
+
+
+def _check_space_ahead(client: Any, collection: str, total: int) -> None:
+    """Before the first write: refuse a resumed run whose rest cannot fit (Edge stores)."""
+    if not hasattr(client, "check_space") or not client.collection_exists(collection):
+        return  # a server manages its disk; a new collection is checked batch by batch
+    stored = client.count(collection).count
+    client.check_space(collection, n_points=max(0, total - stored))
 
 
 def _print_index_summary(
@@ -510,7 +553,7 @@ def _search(args: argparse.Namespace) -> int:
 
     _require_qdrant()
     collection = _collection_name(args.collection)
-    with _open_client(args) as client:
+    with _open_client(args, read_only=True) as client:
         legs = collection_legs(client, collection)
         recorded = _recorded_models(client, collection)
         mode, needs_dense, needs_colbert = _mode_and_models(args, legs, recorded)
@@ -734,7 +777,8 @@ def _serve(args: argparse.Namespace) -> int:
     store_wanted = bool(args.url or args.path)
     if store_wanted:
         _require_qdrant()
-    with _open_client(args) if store_wanted else contextlib.nullcontext() as store:
+    # Read-only: several services may share one store, on a read-only volume too.
+    with _open_client(args, read_only=True) if store_wanted else contextlib.nullcontext() as store:
         # Before the models load: on CPU they time their linear kernels at this thread count.
         workers = _model_workers(args.model_workers, args.device)
         dense, colbert = _load_models(args)
@@ -842,6 +886,8 @@ def _run_guarded(handler: Any, arg: Any) -> int:
         return handler(arg)
     except CommandError as error:
         return _fail(str(error), error.exit_code)
+    except _store_errors() as error:  # the store's disk, mount or lock: not the input
+        return _fail(str(error), EXIT_STORAGE)
     except LFMError as error:  # bad input, checkpoint or collection: the user's to fix
         return _fail(str(error), EXIT_USAGE)
     except _qdrant_errors() as error:
@@ -895,6 +941,56 @@ class _OncePerMessage(logging.Filter):
 def _fail(message: str, code: int) -> int:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     return code
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from lfm_qdrant.space import StoreError
+    except ModuleNotFoundError:  # no [qdrant] extra: no store to fail
+        return ()
+    return (StoreError,)
+
+
+_FATAL_WATCHER: Any = None
+
+
+def _report_fatal_signals() -> None:
+    """Make a fatal signal end with one ``error:`` line instead of nothing.
+
+    Qdrant Edge writes through memory-mapped files: if the disk fills under a mapped page
+    despite the space checks (another process filling it), the kernel kills the process
+    with SIGBUS, and nothing of Python runs any more. ``faulthandler`` still writes its
+    report, here into a pipe; a small ``sh`` child reads it and prints one line saying what
+    happened and how to resume. When the command ends normally the pipe closes unread.
+    """
+    global _FATAL_WATCHER
+    import faulthandler
+    import shutil
+    import subprocess
+
+    sh = shutil.which("sh")
+    if _FATAL_WATCHER is not None or sys.platform == "win32" or sh is None:
+        return
+    bus = (
+        "error: killed by a bus error: the disk under the Qdrant store filled up while the "
+        "engine wrote to it; what was acknowledged before is kept: free space and run the "
+        "same command again"
+    )
+    script = (
+        'IFS= read -r line || exit 0; case "$line" in *"Bus error"*) printf "%s\n" "$1" >&2 ;; '
+        '*) printf "error: %s (a bug: please report it with the command you ran)\n" "$line" >&2 ;; esac'
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        _FATAL_WATCHER = subprocess.Popen(
+            [sh, "-c", script, "sh", bus], stdin=read_fd, stdout=subprocess.DEVNULL
+        )
+    except OSError:
+        os.close(write_fd)
+        return
+    finally:
+        os.close(read_fd)
+    faulthandler.enable(file=write_fd, all_threads=False)
 
 
 def _qdrant_errors() -> tuple[type[BaseException], ...]:
@@ -1025,8 +1121,9 @@ def _quiet_transformers() -> None:
 class _Client:
     """A Qdrant store opened from the command line options, closed (flushed) on exit."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, read_only: bool = False) -> None:
         self.args = args
+        self.read_only = read_only
         self.client: Any = None
 
     def __enter__(self) -> Any:
@@ -1052,16 +1149,24 @@ class _Client:
             return self.client
         from lfm_qdrant import EdgeStore
 
-        self.client = EdgeStore(args.path or default_qdrant_path())
+        self.client = EdgeStore(args.path or default_qdrant_path(), read_only=self.read_only)
         return self.client
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.client is not None:
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self.client is None:
+            return
+        if exc_type is None:
+            self.client.close()
+            return
+        # Already failing (a full disk, say): a flush that fails the same way on close must
+        # not replace the error that says what happened.
+        with contextlib.suppress(*_store_errors(), *_qdrant_errors()):
             self.client.close()
 
 
-def _open_client(args: argparse.Namespace) -> _Client:
-    return _Client(args)
+def _open_client(args: argparse.Namespace, read_only: bool = False) -> _Client:
+    """The store of ``--path``/``--url``; ``read_only`` for commands that only search."""
+    return _Client(args, read_only)
 
 
 def _writer(

@@ -9,6 +9,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from lfm_core import InputError, validate_text, validate_texts
+from lfm_core.notices import TruncationLog
 
 from ._loading import coerce_model_name, load_options, remote_client
 
@@ -104,6 +105,9 @@ class LFMEmbeddings(BaseModel, Embeddings):
 
     _encoder: Any = PrivateAttr(default=None)
     _remote: Any = PrivateAttr(default=None)
+    _truncations: TruncationLog = PrivateAttr(
+        default_factory=lambda: TruncationLog("LFMEmbeddings")
+    )
 
     def __init__(self, *, encoder: DenseEncoder | None = None, **data: Any) -> None:
         super().__init__(**data)
@@ -185,7 +189,10 @@ class LFMEmbeddings(BaseModel, Embeddings):
             return []
         if self._remote is not None:
             return self._remote.embed(texts, input_type="document").tolist()
-        vectors = self._encoder.encode_documents(texts, show_progress=self.show_progress)
+        # langchain-qdrant and friends call this once per batch: one truncation warning
+        # per object, not one per batch.
+        with self._truncations.around():
+            vectors = self._encoder.encode_documents(texts, show_progress=self.show_progress)
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:

@@ -10,6 +10,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 
 from lfm_core import InputError, validate_text, validate_texts
+from lfm_core.notices import TruncationLog
 
 from ._remote import REMOTE_DEVICE, remote_client
 
@@ -81,6 +82,7 @@ class LFMEmbedding(BaseEmbedding):
 
     _encoder: Any = PrivateAttr(default=None)
     _remote: Any = PrivateAttr(default=None)
+    _truncations: TruncationLog = PrivateAttr(default_factory=lambda: TruncationLog("LFMEmbedding"))
 
     def __init__(
         self,
@@ -164,9 +166,12 @@ class LFMEmbedding(BaseEmbedding):
         if self._remote is not None:
             vectors = self._remote.embed(texts, input_type=input_type)
         elif input_type == "query":
-            vectors = self._encoder.encode_queries(texts)
+            vectors = self._encoder.encode_queries(texts, show_progress=False)
         else:
-            vectors = self._encoder.encode_documents(texts)
+            # LlamaIndex's own show_progress draws the bar over the chunks; the core draws
+            # none of its own. Chunk after chunk: one truncation warning per object.
+            with self._truncations.around():
+                vectors = self._encoder.encode_documents(texts, show_progress=False)
         return vectors.tolist()
 
     def get_text_embedding_batch(

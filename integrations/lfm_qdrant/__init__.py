@@ -10,7 +10,7 @@ Usage::
     hits = writer.search("query", limit=10)  # dense + BM25 fused, MaxSim, fused again, in Qdrant
 """
 
-from .edge import EdgeStore, StoreError
+from .edge import EdgeStore, StoreError, StoreFullError
 from .filters import FilterError, as_filter
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
@@ -60,6 +60,7 @@ __all__ = [
     "PointId",
     "SearchMode",
     "StoreError",
+    "StoreFullError",
     "as_filter",
     "point_id",
     "text_point_id",

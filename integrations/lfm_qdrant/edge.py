@@ -22,18 +22,29 @@ gets :class:`StoreError` naming the folder. Within a process, calls are serializ
 
 Edge (``qdrant-edge-py``) raises plain ``Exception`` for engine errors; they are turned into
 :class:`StoreError` with the collection named, at the one place where the engine is called.
+
+Space: the engine writes through memory-mapped files, and a disk that fills under a mapped
+page kills the process with a bus error. So every write, index build and (on tmpfs) open
+first checks the free space against what it will need (:mod:`lfm_qdrant.space`) and
+raises :class:`~lfm_qdrant.space.StoreFullError` (an ``OSError`` with ``ENOSPC``) instead.
+
+Read-only: ``EdgeStore(path, read_only=True)`` writes no lock file, no marker and no flush;
+a shard on a filesystem the process cannot write is opened from a private sparse copy
+(the engine opens its data files read-write), removed on close.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,20 +56,45 @@ from qdrant_client.http import models as rest
 
 from lfm_core import CollectionError
 
+from .edge_convert import (
+    _HNSW_DEFAULTS,
+    _client_id,
+    _client_vector,
+    _edge_config,
+    _edge_id,
+    _edge_query,
+    _edge_vector,
+    _maybe_filter,
+    edge_filter,
+)
 from .layout import validate_collection_name
+from .shardfiles import (
+    foreign_entries,
+    remove_shard_leftovers,
+    remove_store_leftovers,
+    sparse_copy_tree,
+)
+from .space import (
+    MARGIN_BYTES,
+    MARGIN_INODES,
+    OPTIMIZE_RESERVE,
+    WRITE_AMPLIFICATION,
+    StoreError,
+    StoreFullError,
+    free_space,
+    human_bytes,
+    point_bytes,
+    shard_usage,
+)
 
-__all__ = ["EdgeStore", "StoreError", "is_local_mode_folder"]
+__all__ = ["EdgeStore", "StoreError", "StoreFullError", "is_local_mode_folder"]
+
+logger = logging.getLogger("lfm_qdrant")
 
 STORE_FORMAT = "lfm-qdrant-edge"
 STORE_VERSION = 1
 _MARKER = "lfm-store.json"
 _RECORD = "collection.json"
-# The engine plans HNSW for segments above this many KB; below it a segment is scanned.
-_HNSW_DEFAULTS = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
-
-
-class StoreError(CollectionError):
-    """An Edge store that cannot be opened or written: not a store, in use, disk errors."""
 
 
 def is_local_mode_folder(path: Path) -> bool:
@@ -72,10 +108,16 @@ class EdgeStore:
     Args:
         path: the store folder; created if missing. A folder that holds other files, or
             one written by qdrant-client's local mode, is refused.
+        read_only: open for searching only: nothing is written to the folder (no lock
+            file, no marker, no flush), any write raises :class:`StoreError`, and other
+            read-only processes may open the same store at once (a writer may not). A
+            missing folder reads as a store without collections.
 
     Raises:
         StoreError: the folder is not a store, is in use by another process, or cannot be
             created.
+        StoreFullError: on tmpfs, too little space to map a collection (see
+            ``docs/qdrant.md``); also an ``OSError`` with ``errno.ENOSPC``.
 
     Example::
 
@@ -87,16 +129,22 @@ class EdgeStore:
             hits = writer.search("where is my order?")
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.path = Path(path).expanduser()
+        self.read_only = read_only
         self._shards: dict[str, qe.EdgeShard] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._mutex = threading.RLock()
         self._lock_file: Any = None
         self._closed = False
-        self._open_folder()
+        # Read-only shards on an unwritable filesystem are opened from copies made here.
+        self._scratch: list[str] = []
+        if read_only:
+            self._open_read_only()
+        else:
+            self._open_folder()
         # A store the caller forgets to close is still flushed when the interpreter exits.
-        weakref.finalize(self, _flush_all, self._shards)
+        weakref.finalize(self, _flush_all, self._shards, not read_only, self._scratch)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,56 +155,94 @@ class EdgeStore:
                 raise StoreError(f"{str(path)!r} is a file, not a Qdrant Edge store folder")
             marker = path / _MARKER
             if path.is_dir() and not marker.is_file():
-                if is_local_mode_folder(path):
-                    raise StoreError(
-                        f"{str(path)!r} was written by qdrant-client's local mode (lfm-retrieval "
-                        "0.1); the embedded store is now Qdrant Edge. Re-index into a new folder: "
-                        "`lfm-retrieval index CORPUS --collection NAME --path NEW_FOLDER`, then "
-                        "delete the old one"
-                    )
-                if any(path.iterdir()):
-                    raise StoreError(
-                        f"{str(path)!r} is not a Qdrant Edge store (no {_MARKER}) and is not "
-                        "empty; pass an empty or new folder"
-                    )
+                self._refuse_foreign()
             path.mkdir(parents=True, exist_ok=True)
             self._lock()
+            # Our own leftovers (a first open that died on a full disk) are not foreign.
+            remove_store_leftovers(path)
             if not marker.is_file():
                 _write_json(marker, {"format": STORE_FORMAT, "version": STORE_VERSION})
             else:
-                meta = _read_json(marker)
-                if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
-                    raise StoreError(f"{marker} is not an lfm-retrieval store marker")
-                if meta.get("version") != STORE_VERSION:
-                    raise StoreError(
-                        f"{str(path)!r} is a store of version {meta.get('version')!r}; this "
-                        f"lfm-retrieval reads version {STORE_VERSION}"
-                    )
+                self._check_marker(marker)
             (path / "collections").mkdir(exist_ok=True)
         except OSError as error:
             self._unlock()
-            raise StoreError(
-                f"cannot open the Qdrant Edge store {str(path)!r}: {error.strerror or error}"
+            with contextlib.suppress(OSError):  # a draft the full disk cut short
+                (path / f".{_MARKER}.tmp").unlink()
+            raise _os_error(
+                f"cannot open the Qdrant Edge store {str(path)!r}", error, path
             ) from None
         except StoreError:
             self._unlock()
             raise
 
+    def _refuse_foreign(self) -> None:
+        path = self.path
+        if is_local_mode_folder(path):
+            raise StoreError(
+                f"{str(path)!r} was written by qdrant-client's local mode (lfm-retrieval "
+                "0.1); the embedded store is now Qdrant Edge. Re-index into a new folder: "
+                "`lfm-retrieval index CORPUS --collection NAME --path NEW_FOLDER`, then "
+                "delete the old one"
+            )
+        if foreign_entries(path):
+            raise StoreError(
+                f"{str(path)!r} is not a Qdrant Edge store (no {_MARKER}) and is not "
+                "empty; pass an empty or new folder"
+            )
+
+    def _check_marker(self, marker: Path) -> None:
+        meta = _read_json(marker)
+        if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
+            raise StoreError(f"{marker} is not an lfm-retrieval store marker")
+        if meta.get("version") != STORE_VERSION:
+            raise StoreError(
+                f"{str(self.path)!r} is a store of version {meta.get('version')!r}; this "
+                f"lfm-retrieval reads version {STORE_VERSION}"
+            )
+
+    def _open_read_only(self) -> None:
+        """Open without writing: a shared lock when the lock file can be read, no marker."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{str(path)!r} is a file, not a Qdrant Edge store folder")
+        if not path.exists():
+            return  # reads as a store without collections; nothing is created
+        marker = path / _MARKER
+        if not marker.is_file():
+            self._refuse_foreign()
+            return  # empty, or a failed first open's leftovers: no collections
+        self._check_marker(marker)
+        try:
+            handle = open(path / ".lock", "rb")  # noqa: SIM115 - held for the store's lifetime
+        except OSError:
+            return  # no lock file (a copied store) or not readable: nothing to share
+        self._lock_file = handle
+        self._flock(shared=True)
+
     def _lock(self) -> None:
         lock_path = self.path / ".lock"
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the store's lifetime
-        if sys.platform != "win32":
-            import fcntl
+        self._lock_file = open(lock_path, "a+")  # noqa: SIM115 - held for the store's lifetime
+        self._flock(shared=False)
 
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise StoreError(
-                    f"the Qdrant Edge store {str(self.path)!r} is in use by another process; "
-                    "wait for it to finish, or use another folder"
-                ) from None
-        self._lock_file = handle
+    def _flock(self, *, shared: bool) -> None:
+        """Exclusive for a writer; shared among read-only processes, which a writer excludes."""
+        if sys.platform == "win32":
+            return
+        import fcntl
+
+        try:
+            fcntl.flock(
+                self._lock_file.fileno(),
+                (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB,
+            )
+        except BlockingIOError:
+            self._unlock()
+            raise StoreError(
+                f"the Qdrant Edge store {str(self.path)!r} is in use by another process"
+                + (" writing to it" if shared else "")
+                + "; wait for it to finish, or use another folder"
+            ) from None
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
@@ -164,8 +250,10 @@ class EdgeStore:
             self._lock_file = None
 
     def flush(self) -> None:
-        """Write every shard's pending changes to its segments."""
+        """Write every shard's pending changes to its segments (nothing when read-only)."""
         with self._mutex:
+            if self.read_only:
+                return
             for name, shard in self._shards.items():
                 self._engine(name, shard.flush)
 
@@ -177,11 +265,13 @@ class EdgeStore:
             self._closed = True
             try:
                 for name, shard in self._shards.items():
-                    self._engine(name, shard.flush)
+                    if not self.read_only:
+                        self._engine(name, shard.flush)
                     self._engine(name, shard.close)
             finally:
                 self._shards.clear()
                 self._unlock()
+                _remove_scratch(self._scratch)
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -190,7 +280,8 @@ class EdgeStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"EdgeStore({str(self.path)!r})"
+        flag = ", read_only=True" if self.read_only else ""
+        return f"EdgeStore({str(self.path)!r}{flag})"
 
     # ---------------------------------------------------------------- collections
 
@@ -198,6 +289,8 @@ class EdgeStore:
         """All collections of the store."""
         with self._mutex:
             folder = self.path / "collections"
+            if not folder.is_dir():  # a read-only view of a store not written yet
+                return models.CollectionsResponse(collections=[])
             names = sorted(p.name for p in folder.iterdir() if (p / _RECORD).is_file())
         return models.CollectionsResponse(
             collections=[models.CollectionDescription(name=n) for n in names]
@@ -231,7 +324,7 @@ class EdgeStore:
         if not isinstance(vectors_config, Mapping):
             raise TypeError("an Edge store needs named vectors: vectors_config={name: params}")
         with self._mutex:
-            self._check_open()
+            self._check_writable()
             folder = self._folder(collection_name)
             if (folder / _RECORD).is_file():
                 raise ValueError(f"Collection {collection_name} already exists")
@@ -251,12 +344,16 @@ class EdgeStore:
             try:
                 if folder.exists():  # a create that died before its record was written
                     shutil.rmtree(folder)
+                self._check_free(collection_name, MARGIN_BYTES, "creating it")
                 folder.mkdir(parents=True)
                 _write_json(folder / _RECORD, record)
             except OSError as error:
-                raise StoreError(
-                    f"cannot create collection {collection_name!r} in {str(self.path)!r}: "
-                    f"{error.strerror or error}"
+                with contextlib.suppress(OSError):  # half a collection would block a rerun
+                    shutil.rmtree(folder)
+                raise _os_error(
+                    f"cannot create collection {collection_name!r} in {str(self.path)!r}",
+                    error,
+                    self.path,
                 ) from None
             self._records[collection_name] = record
             self._shard(collection_name)
@@ -301,15 +398,15 @@ class EdgeStore:
     ) -> bool:
         """Merge ``metadata`` into the collection's metadata (as a server does)."""
         with self._mutex:
+            self._check_writable()
             record = dict(self._record(collection_name))
             if metadata is not None:
                 record["metadata"] = {**(record.get("metadata") or {}), **metadata}
             try:
                 _write_json(self._folder(collection_name) / _RECORD, record)
             except OSError as error:
-                raise StoreError(
-                    f"cannot write the record of collection {collection_name!r}: "
-                    f"{error.strerror or error}"
+                raise _os_error(
+                    f"cannot write the record of collection {collection_name!r}", error, self.path
                 ) from None
             self._records[collection_name] = record
         return True
@@ -318,7 +415,7 @@ class EdgeStore:
         """Delete a collection and its files; ``False`` if it did not exist."""
         validate_collection_name(collection_name)
         with self._mutex:
-            self._check_open()
+            self._check_writable()
             folder = self._folder(collection_name)
             if not folder.exists():
                 return False
@@ -336,7 +433,16 @@ class EdgeStore:
             Whether any segment was rebuilt.
         """
         with self._mutex:
+            self._check_writable()
             shard = self._shard(collection_name)
+            usage = shard_usage(self._folder(collection_name) / "shard")
+            free = free_space(self.path)
+            self._check_free(
+                collection_name,
+                int(usage.segments_allocated * OPTIMIZE_RESERVE) + MARGIN_BYTES,
+                "building its index",
+                free=free,
+            )
             return bool(self._engine(collection_name, shard.optimize))
 
     # --------------------------------------------------------------------- points
@@ -348,10 +454,17 @@ class EdgeStore:
         wait: bool = True,
         **kwargs: Any,
     ) -> models.UpdateResult:
-        """Insert or overwrite points; durable (in the WAL) when it returns."""
+        """Insert or overwrite points; durable (in the WAL) when it returns.
+
+        Raises:
+            StoreFullError: the disk has too little space for these points and the index
+                build after them; nothing of this call was written.
+        """
         edge_points = [qe.Point(_edge_id(p.id), _edge_vector(p.vector), p.payload) for p in points]
         with self._mutex:
+            self._check_writable()
             shard = self._shard(collection_name)
+            self.check_space(collection_name, points)
             self._engine(
                 collection_name, shard.update, qe.UpdateOperation.upsert_points(edge_points)
             )
@@ -382,7 +495,9 @@ class EdgeStore:
         else:
             operation = qe.UpdateOperation.delete_points([_edge_id(i) for i in points_selector])
         with self._mutex:
+            self._check_writable()
             shard = self._shard(collection_name)
+            self._check_free(collection_name, MARGIN_BYTES, "deleting points")
             self._engine(collection_name, shard.update, operation)
         return models.UpdateResult(status=models.UpdateStatus.COMPLETED)
 
@@ -520,6 +635,69 @@ class EdgeStore:
         if self._closed:
             raise StoreError(f"the Qdrant Edge store {str(self.path)!r} is closed")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StoreError(
+                f"the Qdrant Edge store {str(self.path)!r} is open read-only; open it with "
+                "EdgeStore(path) to write"
+            )
+
+    def check_space(
+        self, collection_name: str, points: Sequence[models.PointStruct] = (), n_points: int = 0
+    ) -> None:
+        """Raise :class:`StoreFullError` unless the disk can take these points and an index build.
+
+        The need is measured on the collection: ``points`` count by their raw bytes times
+        the write amplification, ``n_points`` more by the bytes each stored point takes
+        now; then room for the index build over everything, and a margin. On tmpfs the
+        holes of the mapped files count too (a read of them allocates memory).
+
+        Args:
+            collection_name: an existing collection.
+            points: a batch about to be written.
+            n_points: points still to come after it (e.g. the rest of a corpus).
+        """
+        with self._mutex:
+            shard = self._folder(collection_name) / "shard"
+            usage = shard_usage(shard)
+            free = free_space(self.path)
+            batch = int(point_bytes(points) * WRITE_AMPLIFICATION)
+            # On tmpfs an opened shard's holes are filled, so blocks per point mean nothing
+            # there; each batch is still checked before it is written.
+            if n_points and not free.fills_holes:
+                info = self._engine(collection_name, self._shard(collection_name).info)
+                if info.points_count:  # bytes per point as this collection stores them
+                    batch += int(n_points * usage.allocated / info.points_count)
+            need = batch + int((usage.segments_allocated + batch) * OPTIMIZE_RESERVE) + MARGIN_BYTES
+            if free.fills_holes:
+                need += usage.segment_holes
+            self._check_free(collection_name, need, "this write and the index build after it", free)
+
+    def _check_free(self, collection_name: str, need: int, doing: str, free: Any = None) -> None:
+        free = free or free_space(self.path)
+        short_of_inodes = free.inodes is not None and free.inodes < MARGIN_INODES
+        if free.bytes >= need and not short_of_inodes:
+            return
+        what = (
+            f"{free.inodes} inodes free, {MARGIN_INODES} needed"
+            if short_of_inodes and free.bytes >= need
+            else f"needs {human_bytes(need)}, {human_bytes(free.bytes)} free"
+        )
+        tmpfs = (
+            " (tmpfs: the segments' mapped files count at their full size)"
+            if free.fills_holes
+            else ""
+        )
+        raise StoreFullError(
+            f"not enough space for collection {collection_name!r} in {str(self.path)!r}: "
+            f"{doing} {what}{tmpfs}; nothing was written: free space (or move the store) "
+            "and run the same command again",
+            path=self.path,
+            needed=need,
+            free=free.bytes,
+        )
+
     def _folder(self, collection_name: str) -> Path:
         return self.path / "collections" / collection_name
 
@@ -547,12 +725,63 @@ class EdgeStore:
         record = self._record(collection_name)
         folder = self._folder(collection_name) / "shard"
         if (folder / "edge_config.json").is_file():
+            if self.read_only:
+                folder = self._readable_shard(collection_name, folder)
+            else:
+                remove_shard_leftovers(self._folder(collection_name))
+            self._check_mappable(collection_name, folder)
             shard = self._engine(collection_name, qe.EdgeShard.load, str(folder))
+        elif self.read_only:
+            raise StoreError(
+                f"collection {collection_name!r} in {str(self.path)!r} has no data yet, and "
+                "the store is open read-only"
+            )
         else:
+            self._check_free(collection_name, MARGIN_BYTES, "creating its shard")
             config = _edge_config(record)
             shard = self._engine(collection_name, qe.EdgeShard.create, str(folder), config)
         self._shards[collection_name] = shard
         return shard
+
+    def _check_mappable(self, collection_name: str, folder: Path) -> None:
+        """On tmpfs, refuse to open a shard whose mapped holes do not fit (a read allocates)."""
+        free = free_space(folder)
+        if free.fills_holes:
+            need = shard_usage(folder).segment_holes + MARGIN_BYTES
+            self._check_free(collection_name, need, "opening it", free)
+
+    def _readable_shard(self, collection_name: str, folder: Path) -> Path:
+        """The shard itself when this process may write it, else a private sparse copy."""
+        if os.access(folder, os.W_OK) and not _read_only_mount(folder):
+            return folder
+        usage = shard_usage(folder)
+        scratch = Path(tempfile.mkdtemp(prefix=f"lfm-edge-{collection_name}-"))
+        self._scratch.append(str(scratch))
+        free = free_space(scratch)
+        need = (usage.apparent if free.fills_holes else usage.allocated) + MARGIN_BYTES
+        if free.bytes < need:
+            raise StoreFullError(
+                f"collection {collection_name!r} in {str(self.path)!r} is on a read-only "
+                f"filesystem; Qdrant Edge opens its files for writing, so it is opened from a "
+                f"copy in {scratch.parent}, which needs {human_bytes(need)} and has "
+                f"{human_bytes(free.bytes)} free: set TMPDIR to a folder with room",
+                path=scratch,
+                needed=need,
+                free=free.bytes,
+            )
+        try:
+            sparse_copy_tree(folder, scratch / "shard")
+        except OSError as error:
+            raise _os_error(
+                f"cannot copy collection {collection_name!r} to {scratch}", error, scratch
+            ) from None
+        logger.info(
+            "collection %r: %s is read-only; searching a private copy in %s (removed on close)",
+            collection_name,
+            folder,
+            scratch,
+        )
+        return scratch / "shard"
 
     def _engine(self, collection_name: str, fn: Any, *args: Any) -> Any:
         try:
@@ -563,299 +792,58 @@ class EdgeStore:
             message = " ".join(str(error).split()) or type(error).__name__
             if "WouldBlock" in message:
                 message = "the shard is open in another process"
+            if "No space left on device" in message or "os error 28" in message:
+                free = free_space(self.path)
+                raise StoreFullError(
+                    f"Qdrant Edge, collection {collection_name!r} in {str(self.path)!r}: "
+                    f"{message} ({human_bytes(free.bytes)} free); nothing acknowledged is "
+                    "lost: free space and run the same command again",
+                    path=self.path,
+                    needed=0,
+                    free=free.bytes,
+                ) from error
+            if "Read-only file system" in message or "os error 30" in message:
+                message += "; open the store read-only to search it"
             raise StoreError(
                 f"Qdrant Edge, collection {collection_name!r} in {str(self.path)!r}: {message}"
             ) from error
 
 
-# ----------------------------------------------------------------- conversions
+# ---------------------------------------------------------------------- helpers
 
 
-def _flush_all(shards: dict[str, qe.EdgeShard]) -> None:
-    for shard in shards.values():
-        with contextlib.suppress(Exception):  # at exit: nothing left to report to
-            shard.flush()
+def _flush_all(shards: dict[str, qe.EdgeShard], flush: bool, scratch: list[str]) -> None:
+    if flush:
+        for shard in shards.values():
+            with contextlib.suppress(Exception):  # at exit: nothing left to report to
+                shard.flush()
+    _remove_scratch(scratch)
 
 
-def _edge_config(record: Mapping[str, Any]) -> qe.EdgeConfig:
-    vectors = {}
-    for name, raw in record["vectors"].items():
-        params = models.VectorParams.model_validate(raw)
-        vectors[name] = qe.EdgeVectorParams(
-            size=params.size,
-            distance=_DISTANCES[params.distance],
-            multivector_config=(
-                qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)
-                if params.multivector_config is not None
-                else None
-            ),
-            datatype=_DATATYPES.get(params.datatype) if params.datatype else None,
-            hnsw_config=_edge_hnsw(params.hnsw_config),
-            quantization_config=_edge_quantization(params.quantization_config),
-            on_disk=params.on_disk,
+def _remove_scratch(scratch: list[str]) -> None:
+    while scratch:
+        shutil.rmtree(scratch.pop(), ignore_errors=True)
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def _os_error(what: str, error: OSError, path: Path) -> StoreError:
+    """A ``StoreError`` for a failed file operation; a full disk becomes ``StoreFullError``."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = free_space(path)
+        return StoreFullError(
+            f"{what}: {reason} ({human_bytes(free.bytes)} free); nothing was lost: free space "
+            "and run the same command again",
+            path=path,
+            needed=0,
+            free=free.bytes,
         )
-    sparse = {}
-    for name, raw in (record.get("sparse_vectors") or {}).items():
-        sparse_params = models.SparseVectorParams.model_validate(raw)
-        sparse[name] = qe.EdgeSparseVectorParams(
-            modifier=qe.Modifier.Idf if sparse_params.modifier == models.Modifier.IDF else None
-        )
-    return qe.EdgeConfig(
-        vectors=vectors,
-        sparse_vectors=sparse or None,
-        on_disk_payload=record.get("on_disk_payload"),
-    )
-
-
-_DISTANCES = {
-    models.Distance.COSINE: qe.Distance.Cosine,
-    models.Distance.DOT: qe.Distance.Dot,
-    models.Distance.EUCLID: qe.Distance.Euclid,
-    models.Distance.MANHATTAN: qe.Distance.Manhattan,
-}
-_DATATYPES = {
-    models.Datatype.FLOAT32: qe.VectorStorageDatatype.Float32,
-    models.Datatype.FLOAT16: qe.VectorStorageDatatype.Float16,
-    models.Datatype.UINT8: qe.VectorStorageDatatype.Uint8,
-    models.Datatype.TURBO8: qe.VectorStorageDatatype.Turbo8,
-    models.Datatype.TURBO16: qe.VectorStorageDatatype.Turbo16,
-}
-
-
-def _edge_hnsw(config: models.HnswConfigDiff | None) -> qe.HnswIndexConfig | None:
-    if config is None:
-        return None
-
-    def value(key: str) -> int:
-        own = getattr(config, key)
-        return _HNSW_DEFAULTS[key] if own is None else int(own)
-
-    return qe.HnswIndexConfig(
-        m=value("m"),
-        ef_construct=value("ef_construct"),
-        full_scan_threshold=value("full_scan_threshold"),
-    )
-
-
-def _edge_quantization(config: Any) -> Any:
-    if config is None:
-        return None
-    if isinstance(config, models.ScalarQuantization):
-        return qe.ScalarQuantizationConfig(
-            qe.ScalarType.Int8, quantile=config.scalar.quantile, always_ram=config.scalar.always_ram
-        )
-    if isinstance(config, models.BinaryQuantization):
-        return qe.BinaryQuantizationConfig(always_ram=config.binary.always_ram)
-    raise TypeError(
-        f"an Edge store supports scalar and binary quantization, not {type(config).__name__}"
-    )
-
-
-def _edge_id(point_id: Any) -> int | uuid.UUID:
-    if isinstance(point_id, bool):
-        raise TypeError("a point id must be a str or an int, not bool")
-    if isinstance(point_id, int):
-        return point_id
-    if isinstance(point_id, uuid.UUID):
-        return point_id
-    return uuid.UUID(str(point_id))
-
-
-def _client_id(point_id: Any) -> int | str:
-    return point_id if isinstance(point_id, int) else str(point_id)
-
-
-def _edge_vector(vector: Any) -> Any:
-    if isinstance(vector, Mapping):
-        return {
-            name: (
-                qe.SparseVector(list(value.indices), list(value.values))
-                if isinstance(value, models.SparseVector)
-                else value
-            )
-            for name, value in vector.items()
-        }
-    raise TypeError("an Edge store holds named vectors: pass vector={name: values}")
-
-
-def _client_vector(vector: Any) -> Any:
-    """Edge's vectors as the client returns them (sparse ones as ``models.SparseVector``)."""
-    if not isinstance(vector, Mapping):
-        return vector
-    return {
-        name: (
-            models.SparseVector(indices=list(value.indices), values=list(value.values))
-            if isinstance(value, qe.SparseVector)
-            else value
-        )
-        for name, value in vector.items()
-    }
-
-
-def _edge_query(request: models.QueryRequest) -> qe.QueryRequest:
-    return qe.QueryRequest(
-        limit=request.limit or 10,
-        query=_scoring(request.query, request.using),
-        prefetches=[_edge_prefetch(p) for p in _as_list(request.prefetch)] or None,
-        filter=_maybe_filter(request.filter),
-        with_payload=bool(request.with_payload) if request.with_payload is not None else True,
-        with_vector=bool(request.with_vector) if request.with_vector is not None else False,
-        score_threshold=request.score_threshold,
-    )
-
-
-def _edge_prefetch(prefetch: models.Prefetch) -> qe.Prefetch:
-    return qe.Prefetch(
-        limit=prefetch.limit or 10,
-        query=_scoring(prefetch.query, prefetch.using),
-        prefetches=[_edge_prefetch(p) for p in _as_list(prefetch.prefetch)] or None,
-        filter=_maybe_filter(prefetch.filter),
-        score_threshold=prefetch.score_threshold,
-    )
-
-
-def _scoring(query: Any, using: str | None) -> Any:
-    """A client query as Edge's: nearest (dense, sparse, multivector) or a fusion."""
-    if query is None:
-        return None
-    if isinstance(query, models.NearestQuery):
-        query = query.nearest
-    if isinstance(query, list):
-        return qe.Query.Nearest(query, using=using)
-    if isinstance(query, models.SparseVector):
-        return qe.Query.Nearest(
-            qe.SparseVector(list(query.indices), list(query.values)), using=using
-        )
-    if isinstance(query, models.RrfQuery):
-        return qe.Fusion.Rrf(k=query.rrf.k or 2, weights=query.rrf.weights)
-    if isinstance(query, models.FusionQuery):
-        if query.fusion == models.Fusion.DBSF:
-            return qe.Fusion.Dbsf()
-        return qe.Fusion.Rrf(k=2)  # the server's default k
-    raise TypeError(
-        f"an Edge store answers nearest-vector queries (dense, sparse, multivector) and "
-        f"fusions, not {type(query).__name__}"
-    )
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _maybe_filter(flt: models.Filter | None) -> qe.Filter | None:
-    return None if flt is None else edge_filter(flt)
-
-
-def edge_filter(flt: models.Filter) -> qe.Filter:
-    """A ``qdrant_client`` filter as an Edge filter (the conditions our users write).
-
-    Raises:
-        TypeError: a condition Edge has no counterpart for here (geo polygons, ...).
-    """
-    return qe.Filter(
-        must=_conditions(flt.must),
-        should=_conditions(flt.should),
-        must_not=_conditions(flt.must_not),
-        min_should=(
-            qe.MinShould(_conditions(flt.min_should.conditions) or [], flt.min_should.min_count)
-            if flt.min_should is not None
-            else None
-        ),
-    )
-
-
-def _conditions(conditions: Any) -> list[Any] | None:
-    if conditions is None:
-        return None
-    items = conditions if isinstance(conditions, list) else [conditions]
-    return [_condition(c) for c in items]
-
-
-def _condition(c: Any) -> Any:
-    if isinstance(c, models.Filter):
-        return edge_filter(c)
-    if isinstance(c, models.FieldCondition):
-        return qe.FieldCondition(
-            key=c.key,
-            match=_match(c.match),
-            range=_range(c.range),
-            values_count=(
-                qe.ValuesCount(
-                    lt=c.values_count.lt,
-                    gt=c.values_count.gt,
-                    lte=c.values_count.lte,
-                    gte=c.values_count.gte,
-                )
-                if c.values_count is not None
-                else None
-            ),
-            is_empty=c.is_empty,
-            is_null=c.is_null,
-            **_geo(c),
-        )
-    if isinstance(c, models.IsEmptyCondition):
-        return qe.IsEmptyCondition(c.is_empty.key)
-    if isinstance(c, models.IsNullCondition):
-        return qe.IsNullCondition(c.is_null.key)
-    if isinstance(c, models.HasIdCondition):
-        return qe.HasIdCondition({_edge_id(i) for i in c.has_id})
-    if isinstance(c, models.HasVectorCondition):
-        return qe.HasVectorCondition(c.has_vector)
-    if isinstance(c, models.NestedCondition):
-        return qe.NestedCondition(c.nested.key, edge_filter(c.nested.filter))
-    raise TypeError(f"filter condition {type(c).__name__} is not supported by an Edge store")
-
-
-def _match(match: Any) -> Any:
-    if match is None:
-        return None
-    if isinstance(match, models.MatchValue):
-        return qe.MatchValue(match.value)
-    if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))  # type: ignore[arg-type]
-    if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))  # type: ignore[arg-type]
-    if isinstance(match, models.MatchText):
-        return qe.MatchText(match.text)
-    if isinstance(match, models.MatchPhrase):
-        return qe.MatchPhrase(match.phrase)
-    if isinstance(match, models.MatchTextAny):
-        return qe.MatchTextAny(match.text_any)
-    raise TypeError(f"match {type(match).__name__} is not supported by an Edge store")
-
-
-def _range(r: Any) -> Any:
-    if r is None:
-        return None
-    if isinstance(r, models.DatetimeRange):
-        iso = {
-            k: None if v is None else _iso(v)
-            for k, v in (("gte", r.gte), ("gt", r.gt), ("lte", r.lte), ("lt", r.lt))
-        }
-        return qe.RangeDateTime(**iso)
-    return qe.RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt)
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _geo(c: models.FieldCondition) -> dict[str, Any]:
-    geo: dict[str, Any] = {}
-    if c.geo_radius is not None:
-        center = qe.GeoPoint(lon=c.geo_radius.center.lon, lat=c.geo_radius.center.lat)
-        geo["geo_radius"] = qe.GeoRadius(center, c.geo_radius.radius)
-    if c.geo_bounding_box is not None:
-        box = c.geo_bounding_box
-        geo["geo_bounding_box"] = qe.GeoBoundingBox(
-            qe.GeoPoint(lon=box.top_left.lon, lat=box.top_left.lat),
-            qe.GeoPoint(lon=box.bottom_right.lon, lat=box.bottom_right.lat),
-        )
-    if c.geo_polygon is not None:
-        raise TypeError("geo_polygon filters are not supported by an Edge store")
-    return geo
+    if error.errno == errno.EROFS:
+        reason += "; open it read-only to search it (EdgeStore(path, read_only=True))"
+    return StoreError(f"{what}: {reason}")
 
 
 # ------------------------------------------------------------------------ files

@@ -147,7 +147,7 @@ def test_a_corrupt_store_record_is_one_line(tmp_path, capsys, corpus, dense_only
     code, _, err = run(
         ["search", "refunds", "--collection", "c", "--path", str(store), *dense_only], capsys
     )
-    assert code == 2
+    assert code == cli.EXIT_STORAGE
     assert "collection.json is corrupt" in one_error_line(err)
 
 
@@ -160,7 +160,7 @@ def test_a_folder_that_is_not_a_store_is_refused_and_left_alone(
     code, _, err = run(
         ["index", str(corpus), "--collection", "c", "--path", str(folder), *dense_only], capsys
     )
-    assert code == 2
+    assert code == cli.EXIT_STORAGE
     assert "is not a Qdrant Edge store" in one_error_line(err)
     assert sorted(p.name for p in folder.iterdir()) == ["cat.jpg"]
 
@@ -175,7 +175,7 @@ def test_a_local_mode_folder_is_refused_with_how_to_move_it(tmp_path, capsys, co
     code, _, err = run(
         ["search", "x", "--collection", "c", "--path", str(old), *dense_only], capsys
     )
-    assert code == 2
+    assert code == cli.EXIT_STORAGE
     line = one_error_line(err)
     assert "qdrant-client's local mode" in line and "--path NEW_FOLDER" in line
 
@@ -208,7 +208,7 @@ def test_a_second_process_on_the_store_gets_one_line(tmp_path, capsys, corpus, d
         code, _, err = run(
             ["index", str(corpus), "--collection", "c", "--path", str(store), *dense_only], capsys
         )
-    assert code == 2
+    assert code == cli.EXIT_STORAGE
     assert "is in use by another process" in one_error_line(err)
 
 
