@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import models as qmodels
 
 from lfm_qdrant import EdgeStore, MultiVectorWriter, StoreError, StoreFullError
 from lfm_qdrant.space import free_space
@@ -121,7 +122,13 @@ def assert_same_points(a: dict, b: dict) -> None:
     for key in a:
         assert a[key][0] == b[key][0]
         for name, vector in a[key][1].items():
-            np.testing.assert_allclose(np.asarray(vector), np.asarray(b[key][1][name]), atol=1e-6)
+            other = b[key][1][name]
+            if isinstance(vector, qmodels.SparseVector):  # the bm25 vector: same terms, weights
+                assert dict(zip(vector.indices, vector.values, strict=True)) == pytest.approx(
+                    dict(zip(other.indices, other.values, strict=True))
+                )
+                continue
+            np.testing.assert_allclose(np.asarray(vector), np.asarray(other), atol=1e-6)
 
 
 def index_argv(corpus: Path, store: Path, models: list[str]) -> list[str]:
