@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from qdrant_client import models
 
 from lfm_core import InputError
 
 from .layout import COLBERT, DENSE
 
-__all__ = ["MODES", "SearchMode", "build_requests", "query_kwargs", "resolve_mode"]
+__all__ = [
+    "MODES",
+    "SearchMode",
+    "build_requests",
+    "query_kwargs",
+    "resolve_mode",
+    "vector_request",
+]
 
 SearchMode = Literal["dense", "colbert", "hybrid"]
 """``hybrid``: dense candidates reranked by ColBERT MaxSim; ``dense`` or ``colbert`` alone
@@ -91,3 +99,37 @@ def query_kwargs(request: models.QueryRequest) -> dict[str, Any]:
         "limit": request.limit,
         "with_payload": request.with_payload,
     }
+
+
+# ------------------------------------------------------- queries by a given vector (the stores)
+
+
+def vector_request(
+    vector: Any,
+    limit: int,
+    query_filter: models.Filter | None,
+    *,
+    mmr_diversity: float | None = None,
+    mmr_candidates: int | None = None,
+) -> models.QueryRequest:
+    """A ``dense`` query by a vector the caller embedded, optionally diversified by MMR.
+
+    MMR (maximal marginal relevance) runs in Qdrant: of ``mmr_candidates`` nearest points,
+    ``limit`` are picked one by one, trading similarity to the query against similarity to
+    the points already picked. ``mmr_diversity`` 0 is plain relevance, 1 the most diverse.
+    """
+    row = np.asarray(vector, dtype=np.float32)
+    if row.ndim != 1:
+        raise InputError(f"the query vector must be one row of floats; got shape {row.shape}")
+    query: Any = row.tolist()
+    if mmr_diversity is not None:
+        if not 0.0 <= mmr_diversity <= 1.0:
+            raise InputError(f"MMR diversity must be in [0, 1]; got {mmr_diversity}")
+        candidates = max(limit, mmr_candidates or limit)
+        query = models.NearestQuery(
+            nearest=query,
+            mmr=models.Mmr(diversity=float(mmr_diversity), candidates_limit=candidates),
+        )
+    return models.QueryRequest(
+        query=query, using=DENSE, filter=query_filter, limit=limit, with_payload=True
+    )
