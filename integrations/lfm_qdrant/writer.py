@@ -494,25 +494,51 @@ class MultiVectorWriter:
     # ------------------------------------------ for the framework vector stores (lfm_langchain,
     # lfm_llamaindex): stored records by id, queries by a given vector, dense vectors given
 
-    def get(self, ids: Iterable[str | int]) -> list[models.Record]:
+    @staticmethod
+    def stored_record(client: Any, collection_name: str) -> CollectionRecord | None:
+        """The model record of an existing collection (``None``: no such collection or no
+        record), to build a writer for the models that wrote it. Sync clients only.
+
+        Raises:
+            CollectionError: a record is there but malformed.
+        """
+        if not client.collection_exists(collection_name=collection_name):
+            return None
+        info = client.get_collection(collection_name=collection_name)
+        return CollectionRecord.from_metadata(info.config.metadata, collection_name)
+
+    def get(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> list[models.Record]:
         """The stored points among ``ids``, in the order of ``ids``; missing ones left out.
 
         Args:
             ids: ids as :meth:`add` took or returned them.
+            query_filter: instead of ``ids``: every point that matches this payload filter
+                (read page by page, in id order).
 
         Returns:
             ``models.Record`` s with their payload (no vectors).
 
         Raises:
             TypeError: an id that is not a ``str``/``int``.
+            InputError: both or neither of ``ids`` and ``query_filter``.
             CollectionError: the collection does not exist or was written by other models.
         """
         self._require_sync("get", "aget")
-        return self._run(self._get_steps(ids))
+        return self._run(self._get_steps(ids, query_filter))
 
-    async def aget(self, ids: Iterable[str | int]) -> list[models.Record]:
+    async def aget(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> list[models.Record]:
         """Async :meth:`get`."""
-        return await self._drive(self._get_steps(ids))
+        return await self._drive(self._get_steps(ids, query_filter))
 
     def search_vector(
         self,
@@ -522,6 +548,8 @@ class MultiVectorWriter:
         *,
         mmr_diversity: float | None = None,
         mmr_candidates: int | None = None,
+        colbert_query: str | None = None,
+        prefetch_limit: int = 100,
     ) -> list[models.ScoredPoint]:
         """Search the ``dense`` vectors with a query vector embedded by the caller.
 
@@ -532,17 +560,23 @@ class MultiVectorWriter:
             mmr_diversity: diversify the results by maximal marginal relevance, inside
                 Qdrant: 0 is plain relevance, 1 the most diverse; ``None``: no MMR.
             mmr_candidates: nearest points MMR picks from (at least ``limit``).
+            colbert_query: the query text, to rerank the ``prefetch_limit`` nearest points by
+                ColBERT MaxSim: the hybrid mode, for a dense vector embedded elsewhere.
+            prefetch_limit: candidates of that rerank (>= ``limit``).
 
         Returns:
-            Best first (in MMR order with ``mmr_diversity``), scored by cosine.
+            Best first (in MMR order with ``mmr_diversity``), scored by cosine (MaxSim with
+            ``colbert_query``).
 
         Raises:
             InputError: a vector of the wrong shape, a bad ``limit`` or diversity.
-            TypeError: the writer has no dense model.
+            TypeError: the writer has no dense model (or no ColBERT model for
+                ``colbert_query``).
         """
         self._require_sync("search_vector", "asearch_vector")
+        rerank = (colbert_query, prefetch_limit)
         return self._run(
-            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates)
+            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
         )
 
     async def asearch_vector(
@@ -553,10 +587,13 @@ class MultiVectorWriter:
         *,
         mmr_diversity: float | None = None,
         mmr_candidates: int | None = None,
+        colbert_query: str | None = None,
+        prefetch_limit: int = 100,
     ) -> list[models.ScoredPoint]:
         """Async :meth:`search_vector`."""
+        rerank = (colbert_query, prefetch_limit)
         return await self._drive(
-            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates)
+            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
         )
 
     def add_dense(
@@ -599,7 +636,33 @@ class MultiVectorWriter:
         """Async :meth:`add_dense`."""
         return await self._drive(self._add_dense_steps(texts, dense_vectors, ids, metadata))
 
-    def _get_steps(self, ids: Iterable[str | int]) -> Steps[list[models.Record]]:
+    def _get_steps(
+        self,
+        ids: Iterable[str | int] | None,
+        query_filter: models.Filter | Mapping[str, Any] | None,
+    ) -> Steps[list[models.Record]]:
+        if (ids is None) == (query_filter is None):
+            raise InputError("get() takes ids or query_filter, one of the two")
+        if ids is None:
+            flt = as_filter(query_filter)
+            yield from self._ensure_collection(write=False)
+            found: list[models.Record] = []
+            offset = None
+            while True:
+                page, offset = yield Call(
+                    "scroll",
+                    {
+                        "collection_name": self.collection_name,
+                        "scroll_filter": flt,
+                        "limit": self._batch_size,
+                        "offset": offset,
+                        "with_payload": True,
+                        "with_vectors": False,
+                    },
+                )
+                found.extend(page)
+                if offset is None:
+                    return found
         if isinstance(ids, (str, bytes)):
             raise TypeError("ids must be a list of str or int, not a single str")
         keys = []
@@ -630,23 +693,41 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None,
         mmr_diversity: float | None,
         mmr_candidates: int | None,
+        rerank: tuple[str | None, int],
     ) -> Steps[list[models.ScoredPoint]]:
         if self._layout.dense_dim is None:
             raise TypeError("search_vector() searches the dense vectors; this writer has none")
         limit = check_positive_int(limit, "limit")
+        colbert_query, prefetch_limit = rerank
+        prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
+        if colbert_query is not None:
+            if self.colbert is None:
+                raise TypeError("colbert_query needs a writer with a ColBERT model")
+            validate_texts([colbert_query], "colbert_query")
+            if prefetch_limit < limit:
+                raise InputError(
+                    f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit})"
+                )
         shape = np.shape(vector)
         if shape != (self._layout.dense_dim,):
             raise InputError(
                 f"the query vector has shape {shape}; expected [{self._layout.dense_dim}]"
             )
+        flt = as_filter(query_filter)
+        yield from self._ensure_collection(write=False)
+        colbert_rows = None
+        if colbert_query is not None:
+            encode = functools.partial(self.colbert.encode_queries, show_progress=False)
+            colbert_rows = (yield Work(encode, ([colbert_query],)))[0]
         request = vector_request(
             vector,
             limit,
-            as_filter(query_filter),
+            flt,
             mmr_diversity=mmr_diversity,
             mmr_candidates=mmr_candidates,
+            colbert_rows=colbert_rows,
+            prefetch_limit=prefetch_limit,
         )
-        yield from self._ensure_collection(write=False)
         response = yield Call(
             "query_points", {"collection_name": self.collection_name, **query_kwargs(request)}
         )

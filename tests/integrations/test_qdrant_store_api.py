@@ -89,3 +89,26 @@ def test_add_dense_writes_the_given_vectors_and_encodes_colbert(client, tiny_den
         writer.add_dense(TEXTS[:1], np.zeros((1, 3)))
     asyncio.run(writer.aadd_dense(["one more"], vectors[:1], ids=[99]))
     assert writer.count() == 21
+
+
+def test_get_by_filter_reads_every_page(client, tiny_dense):
+    writer = MultiVectorWriter(client, "pages", dense=tiny_dense, batch_size=3)
+    writer.add(TEXTS, metadata=[{"n": i} for i in range(20)])
+    found = writer.get(query_filter={"must": [{"key": "n", "range": {"gte": 6}}]})
+    assert sorted(r.payload["n"] for r in found) == list(range(6, 20))
+    assert len(writer.get(query_filter={})) == 20
+    with pytest.raises(InputError, match="one of the two"):
+        writer.get()
+
+
+def test_search_vector_with_a_colbert_query_is_the_hybrid_search(writer, tiny_dense):
+    for query in ["about c", "number 7"]:
+        vector = tiny_dense.encode_queries([query])[0]
+        hybrid = writer.search(query, limit=5, prefetch_limit=8)
+        given = writer.search_vector(vector, 5, colbert_query=query, prefetch_limit=8)
+        assert [p.id for p in given] == [p.id for p in hybrid]
+        assert [p.score for p in given] == pytest.approx([p.score for p in hybrid], abs=1e-4)
+    with pytest.raises(InputError, match="prefetch_limit"):
+        writer.search_vector(vector, 5, colbert_query="x", prefetch_limit=2)
+    with pytest.raises(InputError, match="no ColBERT rerank"):
+        writer.search_vector(vector, 5, colbert_query="x", mmr_diversity=0.5)
