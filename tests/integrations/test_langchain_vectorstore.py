@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +278,20 @@ def test_metadata_is_converted_and_round_trips(edge):
         ),
     )
     assert hit == [doc]
+
+
+def test_the_example_runs_offline(
+    tmp_path, tiny_dense_dir, tiny_colbert_dir, tiny_dense, tiny_colbert, capsys
+):
+    path = Path(__file__).resolve().parents[2] / "examples" / "langchain_vectorstore.py"
+    spec = importlib.util.spec_from_file_location("langchain_vectorstore_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    argv = [str(tiny_dense_dir), "--colbert", str(tiny_colbert_dir), "--store", str(tmp_path)]
+    hits = example.main([*argv, "--device", "cpu"])
+    assert len(hits) == 2
+    out = capsys.readouterr().out
+    assert "'num_added': 4" in out and "'num_added': 1" in out and "'num_deleted': 2" in out
+    with EdgeStore(tmp_path) as edge:
+        assert MultiVectorWriter(edge, "faq", dense=tiny_dense, colbert=tiny_colbert).count() == 3

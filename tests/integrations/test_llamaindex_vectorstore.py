@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from llama_index.core import Document, StorageContext, VectorStoreIndex
@@ -338,3 +340,16 @@ def test_construction_and_the_model_record(tmp_path, client, embed, tiny_colbert
             [TextNode(id_="y", text="u", embedding=embed.get_text_embedding("u"))]
         )
     by_path.client.close()
+
+
+def test_the_example_runs_offline(tmp_path, tiny_dense_dir, tiny_colbert_dir, capsys):
+    path = Path(__file__).resolve().parents[2] / "examples" / "llamaindex_vectorstore.py"
+    spec = importlib.util.spec_from_file_location("llamaindex_vectorstore_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    argv = [str(tiny_dense_dir), "--colbert", str(tiny_colbert_dir), "--store", str(tmp_path)]
+    hits = example.main([*argv, "--device", "cpu"])
+    assert len(hits) == 2
+    out = capsys.readouterr().out
+    assert "nodes written: 3" in out and "nodes written after one change: 1" in out
