@@ -6,6 +6,7 @@ validation, the batching and every Qdrant query; this module converts LangChain'
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -99,7 +100,7 @@ class LFMQdrantVectorStore(VectorStore):
         )
         self.mode = mode
         self.prefetch_limit = prefetch_limit
-        if not self.writer._is_async:
+        if not _is_async(client):
             # As langchain-qdrant: the collection exists (and is checked) once the store does,
             # so an empty store searches to [] rather than failing.
             self.writer.ensure_collection()
@@ -469,7 +470,7 @@ class LFMQdrantVectorStore(VectorStore):
 
     async def _aensure(self) -> None:
         # Async clients cannot check the collection in __init__; the writer caches the check.
-        if self.writer._is_async:
+        if _is_async(self.writer.client):
             await self.writer.aensure_collection()
 
 
@@ -498,6 +499,11 @@ class _EmbeddingsEncoder:
                 f"expected [n, {self.dim}]"
             )
         return rows
+
+
+def _is_async(client: Any) -> bool:
+    # The writer's own test: an AsyncQdrantClient's methods are coroutine functions.
+    return inspect.iscoroutinefunction(getattr(client, "query_points", None))
 
 
 def _dense_encoder(embedding: Any) -> Any:
