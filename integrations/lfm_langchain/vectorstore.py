@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -416,9 +416,13 @@ class LFMQdrantVectorStore(VectorStore):
                 f"metadatas has {len(metadatas)} items but texts has {len(texts)}; "
                 "pass one dict (or None) per text"
             )
-        metas: list[dict[str, Any]] = [dict(m or {}) for m in metadatas or [{}] * len(texts)]
-        for i, meta in enumerate(metas):
-            if ID_KEY in meta:
+        metas: list[dict[str, Any]] = []
+        given: list[Any] = list(metadatas) if metadatas is not None else [None] * len(texts)
+        for i, meta in enumerate(given):
+            if meta is not None and not isinstance(meta, Mapping):
+                raise TypeError(f"metadatas[{i}] is a {type(meta).__name__}; expected a dict")
+            metas.append(dict(meta or {}))
+            if ID_KEY in metas[i]:
                 raise InputError(
                     f"metadatas[{i}] has the key {ID_KEY!r}, which holds the document id; "
                     "rename that metadata key"

@@ -233,6 +233,8 @@ def test_a_foreign_embeddings_is_recorded_by_class_and_width(edge):
         (["ok", "b"], [{}, {"f": float("nan")}], None, InputError, "JSON cannot hold"),
         (["ok", "b"], [{}, {"text": "x"}], None, InputError, "'text' key"),
         (["ok", "b"], [{}, {"lc_id": "x"}], None, InputError, "'lc_id'"),
+        (["ok", "b"], [{}, "x"], None, TypeError, r"metadatas\[1\] is a str"),
+        (["ok", "b"], [{}], None, InputError, "metadatas has 1 items"),
         (["ok", "b"], None, ["a", 7], TypeError, r"ids\[1\] is a int"),
         (["ok", "b"], None, ["a", "a"], InputError, "unique"),
         (["ok", "b"], None, ["a"], InputError, "ids has 1 items"),
