@@ -14,8 +14,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from lfm_core import CollectionError, InputError, validate_text
+from lfm_core import InputError, validate_text
 
+from ._documents import to_document
 from .reranker import SCORE_KEY
 
 
@@ -55,7 +56,8 @@ class LFMColBERTRetriever(BaseRetriever):
     The twin of ``lfm_llamaindex.LFMColBERTRetriever``. Each query runs the writer's
     ``search`` (``asearch`` for ``ainvoke``) with the writer's own encoders, so queries are
     encoded by the same models and prompts as the documents. Each hit is a ``Document``
-    whose ``page_content`` is ``payload["text"]``, whose ``id`` is the point id and whose
+    whose ``page_content`` is ``payload["text"]``, whose ``id`` is the point id (or the id
+    given to :class:`LFMQdrantVectorStore`, which builds the same documents) and whose
     metadata is the rest of the payload plus ``metadata["relevance_score"]`` (the MaxSim
     score; the cosine in dense mode).
 
@@ -145,19 +147,8 @@ class LFMColBERTRetriever(BaseRetriever):
         }
 
     def _to_documents(self, points: Sequence[Any]) -> list[Document]:
-        documents = []
-        for point in points:
-            payload = dict(point.payload or {})
-            text = payload.pop("text", None)
-            if not isinstance(text, str):
-                raise CollectionError(
-                    f"point {point.id} in collection {self.writer.collection_name!r} has no "
-                    'str payload["text"]; was the collection written by '
-                    "lfm_qdrant.MultiVectorWriter?"
-                )
-            payload[SCORE_KEY] = float(point.score)
-            documents.append(Document(id=str(point.id), page_content=text, metadata=payload))
-        return documents
+        name = self.writer.collection_name
+        return [to_document(point, name, SCORE_KEY) for point in points]
 
 
 __all__ = ["LFMColBERTRetriever"]

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from lfm_core import CollectionError, InputError, check_positive_int, validate_text
+from lfm_core import InputError, check_positive_int, validate_text
+
+from ._nodes import to_node
 
 if TYPE_CHECKING:
     from qdrant_client.models import Filter, ScoredPoint
@@ -125,19 +127,8 @@ class LFMColBERTRetriever(BaseRetriever):
         return self._to_nodes(points)
 
     def _to_nodes(self, points: Sequence[ScoredPoint]) -> list[NodeWithScore]:
-        nodes = []
-        for point in points:
-            payload = dict(point.payload or {})
-            text = payload.pop("text", None)
-            if not isinstance(text, str):
-                raise CollectionError(
-                    f"point {point.id} in collection {self.writer.collection_name!r} has no "
-                    'str payload["text"]; was the collection written by '
-                    "lfm_qdrant.MultiVectorWriter?"
-                )
-            node = TextNode(id_=str(point.id), text=text, metadata=payload)
-            nodes.append(NodeWithScore(node=node, score=float(point.score)))
-        return nodes
+        name = self.writer.collection_name
+        return [NodeWithScore(node=to_node(p, name), score=float(p.score)) for p in points]
 
 
 def _query_str(query_bundle: QueryBundle) -> str:

@@ -162,6 +162,15 @@ def _scoring(query: Any, using: str | None) -> Any:
     if query is None:
         return None
     if isinstance(query, models.NearestQuery):
+        if query.mmr is not None and isinstance(query.nearest, list):
+            # Edge takes MMR's lambda (1 = relevance only); the server API its complement.
+            diversity = 0.5 if query.mmr.diversity is None else query.mmr.diversity
+            return qe.Mmr(
+                query.nearest,
+                lambda_=1.0 - diversity,
+                candidates_limit=query.mmr.candidates_limit or 100,
+                using=using,
+            )
         query = query.nearest
     if isinstance(query, list):
         return qe.Query.Nearest(query, using=using)

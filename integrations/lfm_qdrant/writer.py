@@ -8,6 +8,7 @@ moved to a worker thread. So every store gets the same batching, checks and retr
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ from .search import (
     explain_points,
     query_kwargs,
     resolve_mode,
+    vector_request,
 )
 from .steps import Call, StepDriver, Steps, Work
 from .upload import (
@@ -544,6 +546,278 @@ class MultiVectorWriter:
     async def acount(self, query_filter: models.Filter | Mapping[str, Any] | None = None) -> int:
         """Async :meth:`count`."""
         return await self._drive(self._count_steps(query_filter))
+
+    # ------------------------------------------ for the framework vector stores (lfm_langchain,
+    # lfm_llamaindex): stored records by id, queries by a given vector, dense vectors given
+
+    @staticmethod
+    def stored_record(client: Any, collection_name: str) -> CollectionRecord | None:
+        """The model record of an existing collection (``None``: no such collection or no
+        record), to build a writer for the models that wrote it. Sync clients only.
+
+        Raises:
+            CollectionError: a record is there but malformed.
+        """
+        if not client.collection_exists(collection_name=collection_name):
+            return None
+        info = client.get_collection(collection_name=collection_name)
+        return CollectionRecord.from_metadata(info.config.metadata, collection_name)
+
+    def get(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> list[models.Record]:
+        """The stored points among ``ids``, in the order of ``ids``; missing ones left out.
+
+        Args:
+            ids: ids as :meth:`add` took or returned them.
+            query_filter: instead of ``ids``: every point that matches this payload filter
+                (read page by page, in id order).
+
+        Returns:
+            ``models.Record`` s with their payload (no vectors).
+
+        Raises:
+            TypeError: an id that is not a ``str``/``int``.
+            InputError: both or neither of ``ids`` and ``query_filter``.
+            CollectionError: the collection does not exist or was written by other models.
+        """
+        self._require_sync("get", "aget")
+        return self._run(self._get_steps(ids, query_filter))
+
+    async def aget(
+        self,
+        ids: Iterable[str | int] | None = None,
+        *,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+    ) -> list[models.Record]:
+        """Async :meth:`get`."""
+        return await self._drive(self._get_steps(ids, query_filter))
+
+    def search_vector(
+        self,
+        vector: Any,
+        limit: int = 10,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mmr_diversity: float | None = None,
+        mmr_candidates: int | None = None,
+        colbert_query: str | None = None,
+        prefetch_limit: int = 100,
+    ) -> list[models.ScoredPoint]:
+        """Search the ``dense`` vectors with a query vector embedded by the caller.
+
+        Args:
+            vector: ``[dim]`` floats, from the writer's dense model (its query side).
+            limit: how many points to return.
+            query_filter: as for :meth:`search`.
+            mmr_diversity: diversify the results by maximal marginal relevance, inside
+                Qdrant: 0 is plain relevance, 1 the most diverse; ``None``: no MMR.
+            mmr_candidates: nearest points MMR picks from (at least ``limit``).
+            colbert_query: the query text, to rerank the ``prefetch_limit`` nearest points by
+                ColBERT MaxSim: the hybrid mode, for a dense vector embedded elsewhere.
+            prefetch_limit: candidates of that rerank (>= ``limit``).
+
+        Returns:
+            Best first (in MMR order with ``mmr_diversity``), scored by cosine (MaxSim with
+            ``colbert_query``).
+
+        Raises:
+            InputError: a vector of the wrong shape, a bad ``limit`` or diversity.
+            TypeError: the writer has no dense model (or no ColBERT model for
+                ``colbert_query``).
+        """
+        self._require_sync("search_vector", "asearch_vector")
+        rerank = (colbert_query, prefetch_limit)
+        return self._run(
+            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
+        )
+
+    async def asearch_vector(
+        self,
+        vector: Any,
+        limit: int = 10,
+        query_filter: models.Filter | Mapping[str, Any] | None = None,
+        *,
+        mmr_diversity: float | None = None,
+        mmr_candidates: int | None = None,
+        colbert_query: str | None = None,
+        prefetch_limit: int = 100,
+    ) -> list[models.ScoredPoint]:
+        """Async :meth:`search_vector`."""
+        rerank = (colbert_query, prefetch_limit)
+        return await self._drive(
+            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
+        )
+
+    def add_dense(
+        self,
+        texts: Iterable[str],
+        dense_vectors: Any,
+        *,
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[PointId]:
+        """Upsert texts whose dense vectors the caller has; ColBERT is encoded here.
+
+        For frameworks that embed documents themselves (LlamaIndex nodes carry their
+        embedding). Ids, payloads, checks and requests as :meth:`add`.
+
+        Args:
+            texts: the documents.
+            dense_vectors: ``[len(texts), dim]`` floats from the writer's dense model.
+            ids: as for :meth:`add`.
+            metadata: as for :meth:`add`.
+
+        Returns:
+            The stored point ids in input order.
+
+        Raises:
+            TypeError: the writer has no dense model; a text or id of the wrong type.
+            InputError: a vector count or width that does not match; as :meth:`add`.
+        """
+        self._require_sync("add_dense", "aadd_dense")
+        return self._run(self._add_dense_steps(texts, dense_vectors, ids, metadata))
+
+    async def aadd_dense(
+        self,
+        texts: Iterable[str],
+        dense_vectors: Any,
+        *,
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[PointId]:
+        """Async :meth:`add_dense`."""
+        return await self._drive(self._add_dense_steps(texts, dense_vectors, ids, metadata))
+
+    def _get_steps(
+        self,
+        ids: Iterable[str | int] | None,
+        query_filter: models.Filter | Mapping[str, Any] | None,
+    ) -> Steps[list[models.Record]]:
+        if (ids is None) == (query_filter is None):
+            raise InputError("get() takes ids or query_filter, one of the two")
+        if ids is None:
+            flt = as_filter(query_filter)
+            yield from self._ensure_collection(write=False)
+            found: list[models.Record] = []
+            offset = None
+            while True:
+                page, offset = yield Call(
+                    "scroll",
+                    {
+                        "collection_name": self.collection_name,
+                        "scroll_filter": flt,
+                        "limit": self._batch_size,
+                        "offset": offset,
+                        "with_payload": True,
+                        "with_vectors": False,
+                    },
+                )
+                found.extend(page)
+                if offset is None:
+                    return found
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("ids must be a list of str or int, not a single str")
+        keys = []
+        for i, key in enumerate(ids):
+            try:
+                keys.append(point_id(key))
+            except (TypeError, InputError) as error:
+                raise type(error)(f"ids[{i}]: {error}") from None
+        if not keys:
+            return []
+        yield from self._ensure_collection(write=False)
+        records = yield Call(
+            "retrieve",
+            {
+                "collection_name": self.collection_name,
+                "ids": keys,
+                "with_payload": True,
+                "with_vectors": False,
+            },
+        )
+        by_id = {str(record.id): record for record in records}
+        return [by_id[str(key)] for key in keys if str(key) in by_id]
+
+    def _vector_steps(
+        self,
+        vector: Any,
+        limit: int,
+        query_filter: models.Filter | Mapping[str, Any] | None,
+        mmr_diversity: float | None,
+        mmr_candidates: int | None,
+        rerank: tuple[str | None, int],
+    ) -> Steps[list[models.ScoredPoint]]:
+        if self._layout.dense_dim is None:
+            raise TypeError("search_vector() searches the dense vectors; this writer has none")
+        limit = check_positive_int(limit, "limit")
+        colbert_query, prefetch_limit = rerank
+        prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
+        if colbert_query is not None:
+            if self.colbert is None:
+                raise TypeError("colbert_query needs a writer with a ColBERT model")
+            validate_texts([colbert_query], "colbert_query")
+            if prefetch_limit < limit:
+                raise InputError(
+                    f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit})"
+                )
+        shape = np.shape(vector)
+        if shape != (self._layout.dense_dim,):
+            raise InputError(
+                f"the query vector has shape {shape}; expected [{self._layout.dense_dim}]"
+            )
+        flt = as_filter(query_filter)
+        yield from self._ensure_collection(write=False)
+        colbert_rows = None
+        if colbert_query is not None:
+            encode = functools.partial(self.colbert.encode_queries, show_progress=False)
+            colbert_rows = (yield Work(encode, ([colbert_query],)))[0]
+        request = vector_request(
+            vector,
+            limit,
+            flt,
+            mmr_diversity=mmr_diversity,
+            mmr_candidates=mmr_candidates,
+            colbert_rows=colbert_rows,
+            prefetch_limit=prefetch_limit,
+        )
+        response = yield Call(
+            "query_points", {"collection_name": self.collection_name, **query_kwargs(request)}
+        )
+        return list(response.points)
+
+    def _add_dense_steps(
+        self,
+        texts: Iterable[str],
+        dense_vectors: Any,
+        ids: Iterable[str | int] | None,
+        metadata: Iterable[Mapping[str, Any] | None] | None,
+    ) -> Steps[list[PointId]]:
+        texts = validate_texts(texts)
+        keys = validate_ids(ids, texts)
+        stored_payloads = payloads(metadata, texts)
+        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
+        if dense is None:
+            raise TypeError("add_dense() needs a writer with a dense model")
+        if not texts:
+            return []
+        yield from self._ensure_collection(write=True)
+        for start in range(0, len(texts), self._batch_size):
+            part = slice(start, start + self._batch_size)
+            colbert = None
+            if self.colbert is not None:
+                pooled = {"pool_factor": self._pool_factor} if self._pool_factor > 1 else {}
+                encode = functools.partial(
+                    self.colbert.encode_documents, show_progress=False, **pooled
+                )
+                colbert = yield Work(encode, (texts[part],))
+            batch = self._points(keys[part], stored_payloads[part], dense[part], colbert)
+            yield from self._upsert_steps(batch)
+            _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
+        return keys
 
     # ------------------------------------------------------------------- the steps
 
