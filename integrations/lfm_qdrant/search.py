@@ -340,33 +340,18 @@ def vector_request(
     *,
     mmr_diversity: float | None = None,
     mmr_candidates: int | None = None,
-    colbert_rows: Any = None,
-    prefetch_limit: int = 100,
 ) -> models.QueryRequest:
-    """A ``dense`` query by a vector the caller embedded, optionally diversified by MMR or
-    reranked by ColBERT.
+    """A ``dense`` query by a vector the caller embedded, optionally diversified by MMR.
 
     MMR (maximal marginal relevance) runs in Qdrant: of ``mmr_candidates`` nearest points,
     ``limit`` are picked one by one, trading similarity to the query against similarity to
     the points already picked. ``mmr_diversity`` 0 is plain relevance, 1 the most diverse.
-    With ``colbert_rows`` (the query's ColBERT matrix) the ``prefetch_limit`` nearest points
-    are reranked by MaxSim: the hybrid mode with the dense vector given.
+    (The hybrid search with a given dense vector is :class:`SearchPlan` with that vector.)
     """
     row = np.asarray(vector, dtype=np.float32)
     if row.ndim != 1:
         raise InputError(f"the query vector must be one row of floats; got shape {row.shape}")
     query: Any = row.tolist()
-    if colbert_rows is not None:
-        if mmr_diversity is not None:
-            raise InputError("MMR diversifies the dense results; it has no ColBERT rerank")
-        return models.QueryRequest(
-            query=np.asarray(colbert_rows, dtype=np.float32).tolist(),
-            using=COLBERT,
-            prefetch=models.Prefetch(query=query, using=DENSE, limit=prefetch_limit),
-            filter=query_filter,
-            limit=limit,
-            with_payload=True,
-        )
     if mmr_diversity is not None:
         if not 0.0 <= mmr_diversity <= 1.0:
             raise InputError(f"MMR diversity must be in [0, 1]; got {mmr_diversity}")

@@ -48,6 +48,7 @@ from .search import (
     FUSIONS,
     Fusion,
     Legs,
+    QueryVectors,
     SearchMode,
     SearchPlan,
     encode_queries,
@@ -616,13 +617,13 @@ class MultiVectorWriter:
             mmr_diversity: diversify the results by maximal marginal relevance, inside
                 Qdrant: 0 is plain relevance, 1 the most diverse; ``None``: no MMR.
             mmr_candidates: nearest points MMR picks from (at least ``limit``).
-            colbert_query: the query text, to rerank the ``prefetch_limit`` nearest points by
-                ColBERT MaxSim: the hybrid mode, for a dense vector embedded elsewhere.
+            colbert_query: the query text: run the hybrid mode of :meth:`search` (its ColBERT
+                and lexical legs from this text) with ``vector`` as the dense leg.
             prefetch_limit: candidates of that rerank (>= ``limit``).
 
         Returns:
-            Best first (in MMR order with ``mmr_diversity``), scored by cosine (MaxSim with
-            ``colbert_query``).
+            Best first (in MMR order with ``mmr_diversity``), scored by cosine (the hybrid
+            score with ``colbert_query``).
 
         Raises:
             InputError: a vector of the wrong shape, a bad ``limit`` or diversity.
@@ -771,19 +772,25 @@ class MultiVectorWriter:
             )
         flt = as_filter(query_filter)
         yield from self._ensure_collection(write=False)
-        colbert_rows = None
         if colbert_query is not None:
-            encode = functools.partial(self.colbert.encode_queries, show_progress=False)
-            colbert_rows = (yield Work(encode, ([colbert_query],)))[0]
-        request = vector_request(
-            vector,
-            limit,
-            flt,
-            mmr_diversity=mmr_diversity,
-            mmr_candidates=mmr_candidates,
-            colbert_rows=colbert_rows,
-            prefetch_limit=prefetch_limit,
-        )
+            if mmr_diversity is not None:
+                raise InputError("MMR diversifies the dense results; it has no ColBERT rerank")
+            # The hybrid plan of search(), with the caller's dense vector in the dense leg.
+            legs = Legs(dense=None, colbert=self.colbert, lexical=self._lexical)
+            (encoded,) = yield Work(encode_queries, ([colbert_query], "hybrid", legs))
+            vectors = QueryVectors(
+                dense=np.asarray(vector, dtype=np.float32).tolist(),
+                colbert=encoded.colbert,
+                lexical=encoded.lexical,
+            )
+            plan = SearchPlan("hybrid", limit, prefetch_limit, flt)
+            request = plan.request(vectors)
+        else:
+            request = vector_request(
+                vector, limit, flt, mmr_diversity=mmr_diversity, mmr_candidates=mmr_candidates
+            )
+        if request is None:
+            return []
         response = yield Call(
             "query_points", {"collection_name": self.collection_name, **query_kwargs(request)}
         )
@@ -814,7 +821,9 @@ class MultiVectorWriter:
                     self.colbert.encode_documents, show_progress=False, **pooled
                 )
                 colbert = yield Work(encode, (texts[part],))
-            batch = self._points(keys[part], stored_payloads[part], dense[part], colbert)
+            batch = self._points(
+                keys[part], stored_payloads[part], dense[part], colbert, self._bm25(texts[part])
+            )
             yield from self._upsert_steps(batch)
             _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
         return keys
