@@ -10,6 +10,8 @@ Usage::
     hits = writer.search("query", limit=10)  # dense prefetch, MaxSim rerank, in Qdrant
 """
 
+from .chunking import Chunk, Chunker, ChunkingOptions
+from .documents import CHUNK_KEY, SyncReport, chunk_point_id, document_key
 from .edge import EdgeStore, StoreError
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
@@ -34,6 +36,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "CHUNK_KEY",
     "COLBERT",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DENSE",
@@ -41,6 +44,9 @@ __all__ = [
     "MAX_MULTIVECTOR_FLOATS",
     "METADATA_KEY",
     "TEXT_NAMESPACE",
+    "Chunk",
+    "Chunker",
+    "ChunkingOptions",
     "CollectionRecord",
     "EdgeStore",
     "EncodedElsewhere",
@@ -49,6 +55,9 @@ __all__ = [
     "PointId",
     "SearchMode",
     "StoreError",
+    "SyncReport",
+    "chunk_point_id",
+    "document_key",
     "point_id",
     "text_point_id",
     "validate_collection_name",

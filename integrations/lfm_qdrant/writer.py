@@ -29,8 +29,19 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
+from .chunking import Chunker, ChunkingOptions
+from .documents import (
+    CHUNK_KEY,
+    SyncReport,
+    chunk_record,
+    document_filter,
+    document_key,
+    expand_documents,
+    fingerprint,
+)
 from .filters import as_filter
 from .fingerprint import CollectionRecord, ModelRecord
+from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more
 from .layout import (
     COLBERT,
     DENSE,
@@ -53,11 +64,13 @@ from .upload import (
     split_requests,
 )
 
-__all__ = ["MultiVectorWriter", "SearchMode"]
+__all__ = ["MultiVectorWriter", "SearchMode", "SyncReport"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_SCROLL_PAGE = 1024  # points per scroll page and per delete request of a sync
 
 
 @dataclass
@@ -68,6 +81,7 @@ class _Batch:
     sizes: list[int]
     truncated: int = 0
     without_colbert: int = 0
+    heads: int = 0  # the last ``heads`` points are chunk 0s, written after the rest
 
 
 class MultiVectorWriter:
@@ -115,6 +129,10 @@ class MultiVectorWriter:
             rate limit, 502/503/504, gRPC UNAVAILABLE ...), with exponential backoff.
         retry_backoff_s: wait before the first retry, doubled after each.
         show_progress: progress bar for :meth:`add`; ``None`` shows it on a terminal only.
+        chunking: how documents longer than the models' window are split
+            (:class:`~lfm_qdrant.ChunkingOptions`); ``True``: the defaults, ``False``: one
+            point per document, cut at the window. A writer given only
+            :class:`~lfm_qdrant.ModelRecord` objects cannot count tokens and does not chunk.
 
     Attributes:
         client: the Qdrant client or store.
@@ -159,6 +177,7 @@ class MultiVectorWriter:
         max_retries: int = 5,
         retry_backoff_s: float = 0.5,
         show_progress: bool | None = None,
+        chunking: ChunkingOptions | bool = True,
     ) -> None:
         validate_collection_name(collection_name)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -200,7 +219,17 @@ class MultiVectorWriter:
             colbert_datatype=colbert_datatype,
             **cluster,
         )
-        self._record = CollectionRecord.of(self.dense, self.colbert)
+        self._chunker = _chunker(chunking, self.dense, self.colbert)
+        settings = None if self._chunker is None else self._chunker.settings()
+        self._record = CollectionRecord.of(self.dense, self.colbert, settings)
+        # What every document fingerprint includes besides the document itself.
+        self._fingerprint_base = {
+            "models": [
+                None if m is None else (m.digest or m.model, m.dim)
+                for m in (self._record.dense, self._record.colbert)
+            ],
+            "chunking": settings,
+        }
         self._pool_factor = check_positive_int(pool_factor, "pool_factor")
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
@@ -263,6 +292,53 @@ class MultiVectorWriter:
         self._require_sync("add", "aadd")
         return self._run(self._add_steps(texts, ids, metadata, skip_existing, show_progress))
 
+    def sync(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        *,
+        delete_missing: bool = True,
+        show_progress: bool | None = None,
+    ) -> SyncReport:
+        """Make the collection hold exactly these documents; unchanged ones are not encoded.
+
+        Each document's fingerprint (its id, text, metadata, the models and the chunk
+        settings) is compared with the one stored with its first chunk: new documents are
+        added, changed ones rewritten with all their chunks, the same ones skipped. With
+        ``delete_missing``, stored documents whose id is not among ``ids`` are then deleted,
+        all their chunks. Everything is validated before the first write; a run stopped at
+        any point and run again ends as one clean run would.
+
+        Args:
+            texts, ids, metadata: the whole corpus, as for :meth:`add`.
+            delete_missing: delete stored documents absent from the input. ``False`` is
+                resume: add and update only.
+            show_progress: overrides the writer's ``show_progress`` for this call.
+
+        Returns:
+            A :class:`~lfm_qdrant.SyncReport`: documents added, updated, unchanged, deleted.
+
+        Raises:
+            As :meth:`add`.
+        """
+        self._require_sync("sync", "async_")
+        return self._run(self._sync_steps(texts, ids, metadata, delete_missing, show_progress))
+
+    async def async_(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        *,
+        delete_missing: bool = True,
+        show_progress: bool | None = None,
+    ) -> SyncReport:
+        """Async :meth:`sync`."""
+        return await self._drive(
+            self._sync_steps(texts, ids, metadata, delete_missing, show_progress)
+        )
+
     def add_encoded(
         self,
         texts: Iterable[str],
@@ -305,6 +381,13 @@ class MultiVectorWriter:
         if not texts:
             return []
 
+        digests = [
+            fingerprint(key, text, payload, self._fingerprint_base)
+            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
+        ]
+        # One point per text (its vectors are given): chunk 0 of a one-chunk document.
+        _, _, stored_payloads, _ = expand_documents(None, texts, keys, stored_payloads, digests)
+
         def steps() -> Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
             batch = self._points(keys, stored_payloads, dense, colbert)
@@ -341,6 +424,7 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        chunks: bool = False,
     ) -> list[models.ScoredPoint]:
         """Search the collection for one query.
 
@@ -353,10 +437,15 @@ class MultiVectorWriter:
                 a dict), applied to every stage.
             mode: ``"hybrid"`` (dense prefetch, MaxSim rerank), ``"dense"`` or ``"colbert"``.
                 Default: hybrid with both models, else the one there is.
+            chunks: return chunks (several may come from one document) instead of at most
+                one hit per document.
 
         Returns:
-            Best first; ``point.payload["text"]`` is the text, ``point.id`` the id ``add``
-            returned, ``point.score`` the MaxSim score (or the cosine in dense mode).
+            Best first, one per document (its best chunk) unless ``chunks``;
+            ``point.payload["text"]`` is the chunk's text and ``payload["_lfm"]`` its index
+            and span in the document, ``point.id`` the document's id as ``add`` returned it
+            (with ``chunks``: the chunk's point id), ``point.score`` the MaxSim score (or the
+            cosine in dense mode).
 
         Raises:
             TypeError: ``query`` is not a ``str``, a filter of the wrong type, or an async client.
@@ -366,7 +455,7 @@ class MultiVectorWriter:
         """
         self._require_sync("search", "asearch")
         return self._run(
-            self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+            self._search_steps([query], limit, prefetch_limit, query_filter, mode, True, chunks)
         )[0]
 
     def search_batch(
@@ -377,6 +466,7 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        chunks: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Search for many queries: one encoding pass, one ``query_batch_points`` round trip.
 
@@ -384,7 +474,7 @@ class MultiVectorWriter:
         """
         self._require_sync("search_batch", "asearch_batch")
         return self._run(
-            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False, chunks)
         )
 
     def delete(
@@ -458,9 +548,10 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        chunks: bool = False,
     ) -> list[models.ScoredPoint]:
         """Async :meth:`search`; same arguments and results."""
-        steps = self._search_steps([query], limit, prefetch_limit, query_filter, mode, True)
+        steps = self._search_steps([query], limit, prefetch_limit, query_filter, mode, True, chunks)
         return (await self._drive(steps))[0]
 
     async def asearch_batch(
@@ -471,10 +562,11 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None = None,
         *,
         mode: SearchMode | None = None,
+        chunks: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Async :meth:`search_batch`; same arguments and results."""
         return await self._drive(
-            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False)
+            self._search_steps(queries, limit, prefetch_limit, query_filter, mode, False, chunks)
         )
 
     async def adelete(
@@ -499,12 +591,17 @@ class MultiVectorWriter:
         metadata: Iterable[Mapping[str, Any] | None] | None,
         skip_existing: bool,
         show_progress: bool | None,
+        report: SyncReport | None = None,
     ) -> Steps[list[PointId]]:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
         if not texts:
             return []
+        digests = [
+            fingerprint(key, text, payload, self._fingerprint_base)
+            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
+        ]
         yield from self._ensure_collection(write=True)
         show = self._show_progress if show_progress is None else show_progress
         truncated = without_colbert = 0
@@ -512,23 +609,99 @@ class MultiVectorWriter:
             for start in range(0, len(texts), self._batch_size):
                 todo = list(range(start, min(start + self._batch_size, len(texts))))
                 if skip_existing:
-                    todo = yield from self._not_stored(todo, keys, stored_payloads)
+                    todo = yield from self._changed(todo, keys, digests, report)
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
                     continue
                 batch = yield Work(
-                    self._encode_batch,
+                    self._encode_documents,
                     (
                         [texts[i] for i in todo],
                         [keys[i] for i in todo],
                         [stored_payloads[i] for i in todo],
+                        [digests[i] for i in todo],
                     ),
                 )
                 truncated += batch.truncated
                 without_colbert += batch.without_colbert
-                yield from self._upsert_steps(batch, bar.update)
+                yield from self._write_documents(
+                    batch, [keys[i] for i in todo], [digests[i] for i in todo]
+                )
+                bar.update(len(todo))
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
+
+    def _sync_steps(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None,
+        metadata: Iterable[Mapping[str, Any] | None] | None,
+        delete_missing: bool,
+        show_progress: bool | None,
+    ) -> Steps[SyncReport]:
+        report = SyncReport()
+        keys = yield from self._add_steps(texts, ids, metadata, True, show_progress, report)
+        if delete_missing:
+            yield from self._ensure_collection(write=True)
+            report.deleted = yield from self._delete_missing_steps(set(keys))
+        return report
+
+    def _delete_missing_steps(self, keep: set[PointId]) -> Steps[int]:
+        """Delete every point whose document is not in ``keep``; the documents deleted."""
+        stale: list[PointId] = []
+        documents: set[PointId] = set()
+        offset = None
+        while True:
+            records, offset = yield Call(
+                "scroll",
+                {
+                    "collection_name": self.collection_name,
+                    "limit": _SCROLL_PAGE,
+                    "offset": offset,
+                    "with_payload": True,
+                    "with_vectors": False,
+                },
+            )
+            for record in records:
+                doc = document_key(record.id, record.payload)
+                if doc not in keep:
+                    stale.append(record.id)
+                    documents.add(doc)
+            if offset is None:
+                break
+        for start in range(0, len(stale), _SCROLL_PAGE):
+            yield Call(
+                "delete",
+                {
+                    "collection_name": self.collection_name,
+                    "points_selector": models.PointIdsList(
+                        points=stale[start : start + _SCROLL_PAGE]
+                    ),
+                    "wait": True,
+                },
+            )
+        return len(documents)
+
+    def _write_documents(
+        self, batch: _Batch, keys: list[PointId], digests: list[str]
+    ) -> Steps[None]:
+        """Write a batch's chunks so that a run killed at any step leaves no doubt.
+
+        Chunks after the first, then the delete of the documents' other points (stale
+        chunks of a longer old version, the old chunk 0), then the chunk 0s: a document
+        whose chunk 0 carries the new fingerprint is complete (see ``documents.py``).
+        """
+        cut = len(batch.points) - batch.heads
+        yield from self._upsert_steps(_slice(batch, 0, cut))
+        yield Call(
+            "delete",
+            {
+                "collection_name": self.collection_name,
+                "points_selector": models.FilterSelector(filter=document_filter(keys, digests)),
+                "wait": True,
+            },
+        )
+        yield from self._upsert_steps(_slice(batch, cut, len(batch.points)))
 
     def _upsert_steps(self, batch: _Batch, done: Callable[[int], Any] | None = None) -> Steps[None]:
         """Upsert a batch's points in requests under the size and count caps."""
@@ -541,9 +714,14 @@ class MultiVectorWriter:
             if done is not None:
                 done(len(points))
 
-    def _not_stored(
-        self, todo: list[int], keys: list[PointId], stored_payloads: list[dict[str, Any]]
+    def _changed(
+        self,
+        todo: list[int],
+        keys: list[PointId],
+        digests: list[str],
+        report: SyncReport | None,
     ) -> Steps[list[int]]:
+        """The documents of ``todo`` whose chunk 0 is missing or has another fingerprint."""
         records = yield Call(
             "retrieve",
             {
@@ -553,8 +731,37 @@ class MultiVectorWriter:
                 "with_vectors": False,
             },
         )
-        stored = {str(record.id): record.payload for record in records}
-        return [i for i in todo if stored.get(str(keys[i])) != stored_payloads[i]]
+        stored = {str(record.id): chunk_record(record.payload) for record in records}
+        changed = []
+        for i in todo:
+            key = str(keys[i])
+            record = stored.get(key)
+            if record is not None and record.get("fingerprint") == digests[i]:
+                if report is not None:
+                    report.unchanged += 1
+                continue
+            changed.append(i)
+            if report is not None:
+                if key in stored:
+                    report.updated += 1
+                else:
+                    report.added += 1
+        return changed
+
+    def _encode_documents(
+        self,
+        texts: list[str],
+        keys: list[PointId],
+        batch_payloads: list[dict[str, Any]],
+        digests: list[str],
+    ) -> _Batch:
+        """Split documents into chunks, then encode the chunks as any texts."""
+        chunk_texts, chunk_keys, chunk_payloads, heads = expand_documents(
+            self._chunker, texts, keys, batch_payloads, digests
+        )
+        batch = self._encode_batch(chunk_texts, chunk_keys, chunk_payloads)
+        batch.heads = heads
+        return batch
 
     def _encode_batch(
         self, texts: list[str], keys: list[PointId], batch_payloads: list[dict[str, Any]]
@@ -608,6 +815,7 @@ class MultiVectorWriter:
         query_filter: models.Filter | Mapping[str, Any] | None,
         mode: SearchMode | None,
         single: bool,
+        chunks: bool = False,
     ) -> Steps[list[list[models.ScoredPoint]]]:
         if single:
             (query,) = queries
@@ -629,10 +837,38 @@ class MultiVectorWriter:
         if not items:
             return []
         yield from self._ensure_collection(write=False)
+        # Grouped: ask for more chunks than documents wanted (grouping.py); a rerank
+        # returns at most its prefetch_limit candidates.
+        fetch = limit if chunks else max(limit, min(limit * OVERFETCH, MAX_FETCH))
+        if mode == "hybrid":
+            fetch = min(fetch, prefetch_limit)
         requests = yield Work(
             build_requests,
-            (items, mode, limit, prefetch_limit, flt, self.dense, self.colbert),
+            (items, mode, fetch, prefetch_limit, flt, self.dense, self.colbert),
         )
+        results = yield from self._query_steps(requests, single)
+        if chunks:
+            return results
+        hits: list[list[models.ScoredPoint]] = [[] for _ in requests]
+        todo = list(range(len(requests)))
+        while todo:
+            again = []
+            for i in todo:
+                hits[i] = best_per_document(results[i], limit)
+                asked = int(requests[i].limit or 0)
+                if needs_more(len(results[i]), asked, len(hits[i]), limit):
+                    requests[i] = _widened(requests[i], min(2 * asked, MAX_FETCH))
+                    again.append(i)
+            if again:
+                more = yield from self._query_steps([requests[i] for i in again], single)
+                for i, points in zip(again, more, strict=True):
+                    results[i] = points
+            todo = again
+        return hits
+
+    def _query_steps(
+        self, requests: list[models.QueryRequest], single: bool
+    ) -> Steps[list[list[models.ScoredPoint]]]:
         if single:
             response = yield Call(
                 "query_points",
@@ -667,7 +903,18 @@ class MultiVectorWriter:
                     raise type(error)(f"ids[{i}]: {error}") from None
             if not keys:
                 return
-            selector = models.PointIdsList(points=keys)
+            # A document's chunk 0 has its id; the other chunks name it in their payload.
+            selector = models.FilterSelector(
+                filter=models.Filter(
+                    should=[
+                        models.HasIdCondition(has_id=keys),
+                        models.FieldCondition(
+                            key=f"{CHUNK_KEY}.doc",
+                            match=models.MatchAny(any=[str(k) for k in keys]),
+                        ),
+                    ]
+                )
+            )
         else:
             selector = models.FilterSelector(filter=as_filter(query_filter) or models.Filter())
         yield from self._ensure_collection(write=True, create=False)
@@ -722,8 +969,8 @@ class MultiVectorWriter:
 
     # ------------------------------------------------------------------ the drivers
 
-    def _require_sync(self, method: str, async_method: str) -> None:
-        self._driver.require_sync(method, async_method)
+    def _require_sync(self, method: str, asyncmethod: str) -> None:
+        self._driver.require_sync(method, asyncmethod)
 
     def _run(self, steps: Steps[T]) -> T:
         return self._driver.run(steps)
@@ -752,6 +999,34 @@ class EncodedElsewhere:
         )
 
     encode_documents = encode_queries = _refuse
+
+
+def _chunker(chunking: ChunkingOptions | bool, dense: Any, colbert: Any) -> Chunker | None:
+    """The writer's chunker; ``None`` when chunking is off or no model can count tokens."""
+    if chunking is True:
+        chunking = ChunkingOptions()
+    elif chunking is False:
+        return None
+    if not isinstance(chunking, ChunkingOptions):
+        raise TypeError(
+            f"chunking must be a ChunkingOptions or a bool, not {type(chunking).__name__}"
+        )
+    encoders = [e for e in (dense, colbert) if e is not None and hasattr(e, "tokenizer")]
+    if not chunking.enabled or not encoders:
+        return None
+    return Chunker(encoders, chunking)
+
+
+def _widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
+    """The same query asking for ``fetch`` chunks (and at least as many candidates)."""
+    prefetch = request.prefetch
+    if isinstance(prefetch, models.Prefetch) and (prefetch.limit or 0) < fetch:
+        prefetch = prefetch.model_copy(update={"limit": fetch})
+    return request.model_copy(update={"limit": fetch, "prefetch": prefetch})
+
+
+def _slice(batch: _Batch, start: int, stop: int) -> _Batch:
+    return _Batch(points=batch.points[start:stop], sizes=batch.sizes[start:stop])
 
 
 def _load_encoder(value: Any, kind: str, device: str) -> Any:
