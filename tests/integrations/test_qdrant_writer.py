@@ -185,9 +185,7 @@ class CountingEncoder:
 def stored(qdrant: QdrantClient, collection: str) -> dict[str, dict[str, Any]]:
     """Every point's payload, by id, less the chunk record (tests/.../test_qdrant_chunks.py)."""
     points, _ = qdrant.scroll(collection, limit=10_000, with_payload=True)
-    return {
-        str(p.id): {k: v for k, v in p.payload.items() if k != CHUNK_KEY} for p in points
-    }
+    return {str(p.id): {k: v for k, v in p.payload.items() if k != CHUNK_KEY} for p in points}
 
 
 # ------------------------------------------------------------------- layout & writes
