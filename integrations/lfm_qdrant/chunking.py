@@ -16,6 +16,8 @@ sized by the larger of its two counts.
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,10 @@ DEFAULT_OVERLAP_TOKENS = 32
 # Tokens kept free below the window: a chunk is counted alone, but the model reads it after
 # its prompt, and a BPE merge across that seam can change the count by a token or two.
 _SEAM_TOKENS = 4
+# Runs of non-space characters longer than this many characters per chunk token are cut
+# before splitting (see Chunker._sections).
+_RUN_CHARS_PER_TOKEN = 8
+_SENTENCE_END = re.compile(r"[.!?。！？．｡]+")
 
 
 @dataclass(frozen=True)
@@ -131,13 +137,41 @@ class Chunker:
         ``text[chunk.start:chunk.end] == chunk.text``. A blank text gives one empty chunk,
         so every document has a point.
         """
-        pieces = self._splitter.chunk_indices(text)
+        pieces = [
+            (offset + start, piece)
+            for offset, section in self._sections(text)
+            for start, piece in self._splitter.chunk_indices(section)
+        ]
         if not pieces:
             return [Chunk(0, 0, len(text), text)]
         return [
             Chunk(index, start, start + len(piece), piece)
             for index, (start, piece) in enumerate(pieces)
         ]
+
+    def _sections(self, text: str) -> list[tuple[int, str]]:
+        """``text`` cut inside every run of non-space characters longer than the run cap.
+
+        With no boundary to cut at, the splitter searches a run character by character,
+        re-tokenizing as it goes: a 1 MB line without a space would take minutes. Such a
+        run is cut every :data:`_RUN_CHARS_PER_TOKEN` x ``max_tokens`` characters or
+        less, after the last sentence end (``。``, ``.``, ``!``, ``?`` ...) in the second
+        half of the stretch when there is one: Chinese and Japanese prose, written
+        without spaces, is cut between sentences. Text with spaces is never cut here.
+        """
+        cap = _RUN_CHARS_PER_TOKEN * self.max_tokens
+        cuts = []
+        for run in re.finditer(rf"\S{{{cap + 1},}}", text):
+            at = run.start()
+            while run.end() - at > cap:
+                stretch = text[at + cap // 2 : at + cap]
+                ends = [m.end() for m in _SENTENCE_END.finditer(stretch)]
+                at = at + cap // 2 + ends[-1] if ends else at + cap
+                cuts.append(at)
+        if not cuts:
+            return [(0, text)]
+        bounds = [0, *cuts, len(text)]
+        return [(a, text[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 class _Counter:
