@@ -300,6 +300,7 @@ class MultiVectorWriter:
         *,
         delete_missing: bool = True,
         show_progress: bool | None = None,
+        progress: Callable[[int], Any] | None = None,
     ) -> SyncReport:
         """Make the collection hold exactly these documents; unchanged ones are not encoded.
 
@@ -315,6 +316,8 @@ class MultiVectorWriter:
             delete_missing: delete stored documents absent from the input. ``False`` is
                 resume: add and update only.
             show_progress: overrides the writer's ``show_progress`` for this call.
+            progress: called with the number of documents done (written or found
+                unchanged) after each batch, for a progress display of your own.
 
         Returns:
             A :class:`~lfm_qdrant.SyncReport`: documents added, updated, unchanged, deleted.
@@ -323,7 +326,9 @@ class MultiVectorWriter:
             As :meth:`add`.
         """
         self._require_sync("sync", "async_")
-        return self._run(self._sync_steps(texts, ids, metadata, delete_missing, show_progress))
+        return self._run(
+            self._sync_steps(texts, ids, metadata, delete_missing, show_progress, progress)
+        )
 
     async def async_(
         self,
@@ -333,10 +338,11 @@ class MultiVectorWriter:
         *,
         delete_missing: bool = True,
         show_progress: bool | None = None,
+        progress: Callable[[int], Any] | None = None,
     ) -> SyncReport:
         """Async :meth:`sync`."""
         return await self._drive(
-            self._sync_steps(texts, ids, metadata, delete_missing, show_progress)
+            self._sync_steps(texts, ids, metadata, delete_missing, show_progress, progress)
         )
 
     def add_encoded(
@@ -592,6 +598,7 @@ class MultiVectorWriter:
         skip_existing: bool,
         show_progress: bool | None,
         report: SyncReport | None = None,
+        progress: Callable[[int], Any] | None = None,
     ) -> Steps[list[PointId]]:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
@@ -612,6 +619,8 @@ class MultiVectorWriter:
                     todo = yield from self._changed(todo, keys, digests, report)
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
+                    if progress is not None:
+                        progress(min(self._batch_size, len(texts) - start))
                     continue
                 batch = yield Work(
                     self._encode_documents,
@@ -628,6 +637,8 @@ class MultiVectorWriter:
                     batch, [keys[i] for i in todo], [digests[i] for i in todo]
                 )
                 bar.update(len(todo))
+                if progress is not None:
+                    progress(min(self._batch_size, len(texts) - start))
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
 
@@ -638,9 +649,12 @@ class MultiVectorWriter:
         metadata: Iterable[Mapping[str, Any] | None] | None,
         delete_missing: bool,
         show_progress: bool | None,
+        progress: Callable[[int], Any] | None,
     ) -> Steps[SyncReport]:
         report = SyncReport()
-        keys = yield from self._add_steps(texts, ids, metadata, True, show_progress, report)
+        keys = yield from self._add_steps(
+            texts, ids, metadata, True, show_progress, report, progress
+        )
         if delete_missing:
             yield from self._ensure_collection(write=True)
             report.deleted = yield from self._delete_missing_steps(set(keys))
