@@ -98,7 +98,7 @@ def chunk_point_id(document: PointId, index: int) -> PointId:
     return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document}/{index}"))
 
 
-def document_key(point_id: PointId, payload: Mapping[str, Any] | None) -> PointId:
+def document_key(point_id: PointId | uuid.UUID, payload: Mapping[str, Any] | None) -> PointId:
     """The document point id of a stored point: its ``_lfm.doc``, else its own id.
 
     Points written without chunk records (by ``add_encoded`` or an older version) are
@@ -114,7 +114,7 @@ def document_key(point_id: PointId, payload: Mapping[str, Any] | None) -> PointI
         doc = record["doc"]
         # Point ids are ints or canonical UUIDs, so the two read back unambiguously.
         return int(doc) if doc.isdigit() else doc
-    return point_id
+    return str(point_id) if isinstance(point_id, uuid.UUID) else point_id
 
 
 def chunk_record(payload: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
