@@ -36,6 +36,7 @@ class _Writer(Protocol):
         query_filter: Any = ...,
         *,
         mode: Any = ...,
+        chunks: bool = ...,
     ) -> list[Any]: ...
 
     def asearch(
@@ -46,6 +47,7 @@ class _Writer(Protocol):
         query_filter: Any = ...,
         *,
         mode: Any = ...,
+        chunks: bool = ...,
     ) -> Awaitable[list[Any]]: ...
 
 
@@ -76,6 +78,8 @@ class LFMColBERTRetriever(BaseRetriever):
         mode: ``"hybrid"``, ``"dense"`` or ``"colbert"``; ``None``: the writer's default.
         query_filter: a Qdrant filter on the payload (``models.Filter`` or its dict form),
             applied to every stage. ``invoke(query, filter=...)`` overrides it for one call.
+        chunks: return chunks of long documents (several may come from one document)
+            instead of one ``Document`` per stored document (its best chunk).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -90,6 +94,8 @@ class LFMColBERTRetriever(BaseRetriever):
     """Search mode; None: hybrid with both models, else the one the writer has."""
     query_filter: Any = None
     """A Qdrant filter applied to every query."""
+    chunks: bool = False
+    """Return chunks instead of one hit per document."""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -141,6 +147,7 @@ class LFMColBERTRetriever(BaseRetriever):
             "prefetch_limit": max(self.prefetch_limit, k),
             "query_filter": kwargs.get("filter", self.query_filter),
             "mode": self.mode,
+            "chunks": self.chunks,
         }
 
     def _to_documents(self, points: Sequence[Any]) -> list[Document]:

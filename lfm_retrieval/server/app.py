@@ -443,6 +443,7 @@ class _Service:
                 prefetch_limit=max(body.prefetch_limit, body.limit),
                 query_filter=body.filter,
                 mode=mode,
+                chunks=body.chunks,
             )
         except TypeError as error:
             raise ApiError(400, str(error), code="invalid_search", param="filter") from None
