@@ -23,7 +23,7 @@ from typing import Any
 
 from lfm_core import InputError
 
-__all__ = ["DEFAULT_OVERLAP_TOKENS", "Chunk", "Chunker", "ChunkingOptions"]
+__all__ = ["DEFAULT_OVERLAP_TOKENS", "Chunk", "Chunker", "ChunkingOptions", "make_chunker"]
 
 DEFAULT_OVERLAP_TOKENS = 32
 """Tokens shared by neighbouring chunks (measured: docs/evaluations.md, long documents)."""
@@ -172,6 +172,26 @@ class Chunker:
             return [(0, text)]
         bounds = [0, *cuts, len(text)]
         return [(a, text[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def make_chunker(chunking: ChunkingOptions | bool, dense: Any, colbert: Any) -> Chunker | None:
+    """A writer's chunker; ``None`` when chunking is off or no model can count tokens.
+
+    Raises:
+        TypeError: ``chunking`` is neither a :class:`ChunkingOptions` nor a ``bool``.
+    """
+    if chunking is True:
+        chunking = ChunkingOptions()
+    elif chunking is False:
+        return None
+    if not isinstance(chunking, ChunkingOptions):
+        raise TypeError(
+            f"chunking must be a ChunkingOptions or a bool, not {type(chunking).__name__}"
+        )
+    encoders = [e for e in (dense, colbert) if e is not None and hasattr(e, "tokenizer")]
+    if not chunking.enabled or not encoders:
+        return None
+    return Chunker(encoders, chunking)
 
 
 class _Counter:

@@ -34,6 +34,7 @@ from typing import Any
 from qdrant_client import models
 
 from .points import PointId
+from .steps import Call, Steps
 
 __all__ = [
     "CHUNK_KEY",
@@ -49,6 +50,8 @@ CHUNK_KEY = "_lfm"
 """The payload key of a point's document, chunk, span and fingerprint."""
 CHUNK_NAMESPACE = uuid.UUID("0d0f6c4e-3f1c-5b8e-9d6f-6c6c1c9c2b51")
 """UUIDv5 namespace of the ids of chunks after the first."""
+
+_SCROLL_PAGE = 1024  # points per scroll page and per delete request of a sync
 
 
 @dataclass
@@ -203,3 +206,73 @@ def expand_documents(
 
 def _spans(chunker: Any, text: str) -> list[tuple[str, int, int]]:
     return [(c.text, c.start, c.end) for c in chunker.split(text)]
+
+
+def changed_steps(
+    collection: str,
+    todo: list[int],
+    keys: list[PointId],
+    digests: list[str],
+    report: SyncReport | None,
+) -> Steps[list[int]]:
+    """The documents of ``todo`` whose chunk 0 is missing or has another fingerprint."""
+    records = yield Call(
+        "retrieve",
+        {
+            "collection_name": collection,
+            "ids": [keys[i] for i in todo],
+            "with_payload": True,
+            "with_vectors": False,
+        },
+    )
+    stored = {str(record.id): chunk_record(record.payload) for record in records}
+    changed = []
+    for i in todo:
+        key = str(keys[i])
+        record = stored.get(key)
+        if record is not None and record.get("fingerprint") == digests[i]:
+            if report is not None:
+                report.unchanged += 1
+            continue
+        changed.append(i)
+        if report is not None:
+            if key in stored:
+                report.updated += 1
+            else:
+                report.added += 1
+    return changed
+
+
+def delete_missing_steps(collection: str, keep: set[PointId]) -> Steps[int]:
+    """Delete every point whose document is not in ``keep``; returns the documents deleted."""
+    stale: list[Any] = []
+    documents: set[PointId] = set()
+    offset = None
+    while True:
+        records, offset = yield Call(
+            "scroll",
+            {
+                "collection_name": collection,
+                "limit": _SCROLL_PAGE,
+                "offset": offset,
+                "with_payload": True,
+                "with_vectors": False,
+            },
+        )
+        for record in records:
+            doc = document_key(record.id, record.payload)
+            if doc not in keep:
+                stale.append(record.id)
+                documents.add(doc)
+        if offset is None:
+            break
+    for start in range(0, len(stale), _SCROLL_PAGE):
+        yield Call(
+            "delete",
+            {
+                "collection_name": collection,
+                "points_selector": models.PointIdsList(points=stale[start : start + _SCROLL_PAGE]),
+                "wait": True,
+            },
+        )
+    return len(documents)

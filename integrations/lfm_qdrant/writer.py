@@ -29,13 +29,13 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
-from .chunking import Chunker, ChunkingOptions
+from .chunking import ChunkingOptions, make_chunker
 from .documents import (
     CHUNK_KEY,
     SyncReport,
-    chunk_record,
+    changed_steps,
+    delete_missing_steps,
     document_filter,
-    document_key,
     expand_documents,
     fingerprint,
 )
@@ -69,8 +69,6 @@ __all__ = ["MultiVectorWriter", "SearchMode", "SyncReport"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_SCROLL_PAGE = 1024  # points per scroll page and per delete request of a sync
 
 
 @dataclass
@@ -219,7 +217,7 @@ class MultiVectorWriter:
             colbert_datatype=colbert_datatype,
             **cluster,
         )
-        self._chunker = _chunker(chunking, self.dense, self.colbert)
+        self._chunker = make_chunker(chunking, self.dense, self.colbert)
         settings = None if self._chunker is None else self._chunker.settings()
         self._record = CollectionRecord.of(self.dense, self.colbert, settings)
         # What every document fingerprint includes besides the document itself.
@@ -616,7 +614,9 @@ class MultiVectorWriter:
             for start in range(0, len(texts), self._batch_size):
                 todo = list(range(start, min(start + self._batch_size, len(texts))))
                 if skip_existing:
-                    todo = yield from self._changed(todo, keys, digests, report)
+                    todo = yield from changed_steps(
+                        self.collection_name, todo, keys, digests, report
+                    )
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
                     if progress is not None:
@@ -657,44 +657,8 @@ class MultiVectorWriter:
         )
         if delete_missing:
             yield from self._ensure_collection(write=True)
-            report.deleted = yield from self._delete_missing_steps(set(keys))
+            report.deleted = yield from delete_missing_steps(self.collection_name, set(keys))
         return report
-
-    def _delete_missing_steps(self, keep: set[PointId]) -> Steps[int]:
-        """Delete every point whose document is not in ``keep``; the documents deleted."""
-        stale: list[PointId] = []
-        documents: set[PointId] = set()
-        offset = None
-        while True:
-            records, offset = yield Call(
-                "scroll",
-                {
-                    "collection_name": self.collection_name,
-                    "limit": _SCROLL_PAGE,
-                    "offset": offset,
-                    "with_payload": True,
-                    "with_vectors": False,
-                },
-            )
-            for record in records:
-                doc = document_key(record.id, record.payload)
-                if doc not in keep:
-                    stale.append(record.id)
-                    documents.add(doc)
-            if offset is None:
-                break
-        for start in range(0, len(stale), _SCROLL_PAGE):
-            yield Call(
-                "delete",
-                {
-                    "collection_name": self.collection_name,
-                    "points_selector": models.PointIdsList(
-                        points=stale[start : start + _SCROLL_PAGE]
-                    ),
-                    "wait": True,
-                },
-            )
-        return len(documents)
 
     def _write_documents(
         self, batch: _Batch, keys: list[PointId], digests: list[str]
@@ -727,40 +691,6 @@ class MultiVectorWriter:
             )
             if done is not None:
                 done(len(points))
-
-    def _changed(
-        self,
-        todo: list[int],
-        keys: list[PointId],
-        digests: list[str],
-        report: SyncReport | None,
-    ) -> Steps[list[int]]:
-        """The documents of ``todo`` whose chunk 0 is missing or has another fingerprint."""
-        records = yield Call(
-            "retrieve",
-            {
-                "collection_name": self.collection_name,
-                "ids": [keys[i] for i in todo],
-                "with_payload": True,
-                "with_vectors": False,
-            },
-        )
-        stored = {str(record.id): chunk_record(record.payload) for record in records}
-        changed = []
-        for i in todo:
-            key = str(keys[i])
-            record = stored.get(key)
-            if record is not None and record.get("fingerprint") == digests[i]:
-                if report is not None:
-                    report.unchanged += 1
-                continue
-            changed.append(i)
-            if report is not None:
-                if key in stored:
-                    report.updated += 1
-                else:
-                    report.added += 1
-        return changed
 
     def _encode_documents(
         self,
@@ -1013,22 +943,6 @@ class EncodedElsewhere:
         )
 
     encode_documents = encode_queries = _refuse
-
-
-def _chunker(chunking: ChunkingOptions | bool, dense: Any, colbert: Any) -> Chunker | None:
-    """The writer's chunker; ``None`` when chunking is off or no model can count tokens."""
-    if chunking is True:
-        chunking = ChunkingOptions()
-    elif chunking is False:
-        return None
-    if not isinstance(chunking, ChunkingOptions):
-        raise TypeError(
-            f"chunking must be a ChunkingOptions or a bool, not {type(chunking).__name__}"
-        )
-    encoders = [e for e in (dense, colbert) if e is not None and hasattr(e, "tokenizer")]
-    if not chunking.enabled or not encoders:
-        return None
-    return Chunker(encoders, chunking)
 
 
 def _widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
