@@ -902,6 +902,19 @@ class MultiVectorWriter:
                 if not (yield Call("collection_exists", {"collection_name": name})):
                     raise error
                 exists = True
+            elif type(getattr(self.client, "_client", None)).__name__ != "QdrantLocal":
+                # Replacing a document deletes its points by this field: indexed, that is
+                # 1 ms a batch instead of a scan of the collection (58 ms at 20k points on
+                # Edge). qdrant-client's local mode has no payload indexes.
+                yield Call(
+                    "create_payload_index",
+                    {
+                        "collection_name": name,
+                        "field_name": f"{CHUNK_KEY}.doc",
+                        "field_schema": models.PayloadSchemaType.KEYWORD,
+                        "wait": True,
+                    },
+                )
         if exists:
             info = yield Call("get_collection", {"collection_name": name})
             check_layout(info, self._layout, name, exact=write)
