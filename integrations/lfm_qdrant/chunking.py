@@ -131,18 +131,20 @@ class Chunker:
         return {"max_tokens": self.max_tokens, "overlap_tokens": self.overlap_tokens}
 
     def split(self, text: str) -> list[Chunk]:
-        """The chunks of one document, in order; a text that fits is one chunk.
+        """The chunks of one document, in order; a text that fits is one chunk, all of it.
 
         Every character of ``text`` outside whitespace falls in at least one chunk, and
-        ``text[chunk.start:chunk.end] == chunk.text``. A blank text gives one empty chunk,
-        so every document has a point.
+        ``text[chunk.start:chunk.end] == chunk.text`` (chunks of a longer text have their
+        outer whitespace trimmed). A blank text gives one chunk, so every document has a
+        point.
         """
         pieces = [
             (offset + start, piece)
             for offset, section in self._sections(text)
             for start, piece in self._splitter.chunk_indices(section)
         ]
-        if not pieces:
+        if len(pieces) <= 1:
+            # A text that fits is kept whole, outer whitespace too: stored as before chunking.
             return [Chunk(0, 0, len(text), text)]
         return [
             Chunk(index, start, start + len(piece), piece)
