@@ -333,3 +333,25 @@ def test_late_interaction_fits_its_own_window(tiny_colbert: LateInteractionEncod
     chunker = Chunker([tiny_colbert], ChunkingOptions())
     fixed = tiny_colbert.count_tokens([""], input_type="document").tokens[0]
     assert chunker.max_tokens <= tiny_colbert.document_length - fixed
+
+
+def test_async_sync_and_search_match_the_sync_ones(tiny_dense) -> None:
+    import asyncio
+
+    from qdrant_client import AsyncQdrantClient
+
+    texts, ids = [prose(40 + i, 3) for i in range(4)], ["a", "b", "c", "d"]
+
+    async def run() -> tuple[SyncReport, list[Any]]:
+        client = AsyncQdrantClient(":memory:")
+        writer = MultiVectorWriter(client, "c", dense=tiny_dense, chunking=SMALL)
+        report = await writer.async_(texts, ids=ids)
+        hits = await writer.asearch("install the server", limit=3)
+        await client.close()
+        return report, hits
+
+    report, hits = asyncio.run(run())
+    sync_writer = MultiVectorWriter(QdrantClient(":memory:"), "c", dense=tiny_dense, chunking=SMALL)
+    assert report == sync_writer.sync(texts, ids=ids) == SyncReport(added=4)
+    expected = sync_writer.search("install the server", limit=3)
+    assert [h.id for h in hits] == [h.id for h in expected]
