@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -85,6 +86,11 @@ class TextTokenizer:
         if tid is None or (tid == self._tok.unk_token_id and token != self._tok.unk_token):
             return None
         return int(tid)
+
+    @property
+    def fast_tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` underneath (shared: copy it before changing settings)."""
+        return self._tok.backend_tokenizer
 
     @property
     def mask_token_id(self) -> int | None:

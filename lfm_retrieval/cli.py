@@ -171,6 +171,37 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
+    index.add_argument(
+        "--sync",
+        action="store_true",
+        help="make the collection equal the corpus: also delete the documents no longer in it "
+        "(the corpus is read and checked whole before the first write)",
+    )
+    index.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object (documents added, updated, unchanged, ...)",
+    )
+    group = index.add_argument_group("chunking (documents longer than the models' window)")
+    group.add_argument(
+        "--chunk-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tokens per chunk (default: as many as the models' window holds)",
+    )
+    group.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="tokens shared by neighbouring chunks (default 32)",
+    )
+    group.add_argument(
+        "--no-chunking",
+        action="store_true",
+        help="one point per document, cut at the window, as before chunking",
+    )
     _storage_options(index)
     group = index.add_argument_group("Ray (scale-out: pip install 'lfm-retrieval[ray]')")
     group.add_argument(
@@ -216,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="under each hit, which legs (dense, lexical, colbert) found it and at what rank; "
         "with ColBERT vectors, its text with the words the query's tokens matched highlighted",
+    )
+    search.add_argument(
+        "--chunks",
+        action="store_true",
+        help="print chunks (several may come from one document) instead of one per document",
     )
     search.set_defaults(handler=_search)
 
@@ -428,6 +464,8 @@ def _index(args: argparse.Namespace) -> int:
     collection = _collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
     if args.ray:
+        if args.sync:
+            raise CommandError("--sync does not run with --ray; drop one of the two", EXIT_USAGE)
         return _index_ray(args, collection, total)
     with _open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
@@ -445,7 +483,11 @@ def _index(args: argparse.Namespace) -> int:
         ) as bar:
             try:
                 report = index_corpus(
-                    writer, args.corpus, batch_size=args.batch_size, progress=progress
+                    writer,
+                    args.corpus,
+                    batch_size=args.batch_size,
+                    progress=progress,
+                    sync=args.sync,
                 )
             except KeyboardInterrupt:
                 bar.close()
@@ -476,8 +518,21 @@ def _print_index_summary(
     if report.skipped_repeats:
         skipped.append(f"{report.skipped_repeats} repeated texts without an id")
     note = f" (skipped {', '.join(skipped)})" if skipped else ""
+    if getattr(args, "json", False):
+        import dataclasses
+        import json
+
+        print(json.dumps({"collection": collection, **dataclasses.asdict(report)}))
+        return
+    deleted = f", {report.deleted} deleted" if getattr(args, "sync", False) else ""
+    counts = (
+        ""  # Ray workers write without comparing fingerprints: nothing to count
+        if getattr(args, "ray", False)
+        else f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
+        f"{deleted}; "
+    )
     print(
-        f"{collection}: {report.documents} documents read{note}; "
+        f"{collection}: {report.documents} documents read{note}; {counts}"
         f"{report.points} points stored in {_where(args)}{built}"
     )
 
@@ -573,6 +628,7 @@ def _search(args: argparse.Namespace) -> int:
             prefetch_limit=args.prefetch_limit,
             fusion=args.fusion,
             explain=args.explain,
+            chunks=args.chunks,
         )
         explained: list[Any] = [None] * len(points)
         if matches:
@@ -1182,8 +1238,22 @@ def _writer(
             "pool_factor": args.pool_factor,
             "colbert_datatype": args.colbert_datatype,
             "lexical": not args.no_lexical,
+            "chunking": _chunking(args),
         }
     return MultiVectorWriter(client, collection, dense=dense, colbert=colbert, **options)
+
+
+def _chunking(args: argparse.Namespace) -> Any:
+    """The writer's ``chunking=`` from ``--chunk-tokens``, ``--chunk-overlap``, ``--no-chunking``."""
+    from lfm_qdrant import ChunkingOptions
+
+    if getattr(args, "no_chunking", False):
+        return False
+    overlap = getattr(args, "chunk_overlap", None)
+    return ChunkingOptions(
+        max_tokens=getattr(args, "chunk_tokens", None),
+        **({} if overlap is None else {"overlap_tokens": overlap}),
+    )
 
 
 def _build_index(client: Any, collection: str) -> str:
@@ -1219,6 +1289,16 @@ def _snippet(text: str, title: str | None) -> str:
     if title and text.startswith(title):
         text = f"{title} — {text[len(title) :].lstrip()}"  # the stored text is "title text"
     return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is below 0")
+    return number
 
 
 def _positive_int(value: str) -> int:

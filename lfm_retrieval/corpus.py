@@ -1,4 +1,4 @@
-"""Corpus readers: a JSONL file, a BEIR folder, or a folder of ``.txt`` / ``.md`` files.
+"""Corpus readers: a JSONL file, a BEIR folder, or a folder of ``.txt``/``.md``/``.html`` files.
 
 Readers stream :class:`Document` objects one at a time, so a corpus larger than memory
 can be indexed. They validate as they go and name the file and line of a bad record.
@@ -10,8 +10,13 @@ Formats:
 - **BEIR folder**: ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
   (``_id``, ``text``) and ``qrels/<split>.tsv`` (``query-id corpus-id score`` with a
   header line), the layout of ``beir.datasets.data_loader.GenericDataLoader``.
-- **Text folder**: every ``*.txt`` and ``*.md`` file below the folder (hidden files and
-  folders skipped), in sorted order; the id is the path relative to the folder.
+- **Text folder**: every ``.txt``, ``.md``, ``.html`` and ``.htm`` file below the folder
+  (hidden files and folders skipped; other files ignored), in sorted order; the id is the
+  path relative to the folder. The title is an HTML page's ``<title>`` (else its first
+  ``<h1>``) or a markdown file's first ``# heading``. HTML is parsed with BeautifulSoup
+  (its encoding read from the page's ``<meta charset>``, else detected); script, style and
+  template elements are dropped. A ``.txt``/``.md`` file must be UTF-8; a file holding NUL
+  bytes (a binary file with a text name) is an error naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ logger = logging.getLogger(__name__)
 
 CorpusFormat = Literal["jsonl", "beir", "text"]
 
-TEXT_SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md", ".html", ".htm")
+_HTML_SUFFIXES = (".html", ".htm")
+_HTML_BLOCKS = [
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+    "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+]  # fmt: skip
 
 _RESERVED_KEYS = frozenset({"text", "title", "id", "_id"})
 
@@ -155,34 +166,75 @@ def read_jsonl(path: str | Path) -> Iterator[Document]:
 
 
 def read_text_folder(path: str | Path) -> Iterator[Document]:
-    """Stream every ``.txt`` / ``.md`` file below a folder as one document.
+    """Stream every ``.txt`` / ``.md`` / ``.html`` file below a folder as one document.
 
     Args:
         path: the folder.
 
     Yields:
-        :class:`Document` with id = path relative to the folder (POSIX separators) and
-        ``metadata = {"path": <that path>}``.
+        :class:`Document` with id = path relative to the folder (POSIX separators), the
+        title when the file has one, and ``metadata = {"path": <that path>}``.
 
     Raises:
-        CorpusError: the folder holds no such file, or a file is not UTF-8.
+        CorpusError: the folder holds no such file, a file cannot be read, holds NUL bytes
+            (binary), or a ``.txt``/``.md`` file is not UTF-8.
     """
     root = Path(path)
     files = _text_files(root)
     if not files:
         raise CorpusError(
-            f"no .txt or .md file in folder {str(root)!r}; expected a JSONL file, "
-            "a BEIR folder (with corpus.jsonl) or a folder of .txt/.md files"
+            f"no .txt, .md or .html file in folder {str(root)!r}; expected a JSONL file, "
+            "a BEIR folder (with corpus.jsonl) or a folder of .txt/.md/.html files"
         )
     for file in files:
         relative = file.relative_to(root).as_posix()
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise CorpusError(f"cannot read {str(file)!r}: {exc.strerror or exc}") from None
+        if b"\x00" in raw:
             raise CorpusError(
-                f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-        yield Document(text=text, id=relative, metadata={"path": relative})
+                f"{file}: holds NUL bytes, so it is not a text file; remove it from the "
+                "folder or rename it"
+            )
+        if file.suffix.lower() in _HTML_SUFFIXES:
+            title, text = _html_text(raw)
+        else:
+            try:
+                text = raw.decode("utf-8").lstrip("\ufeff")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
+            title = _markdown_title(text) if file.suffix.lower() == ".md" else None
+        yield Document(text=text, id=relative, title=title, metadata={"path": relative})
+
+
+def _html_text(raw: bytes) -> tuple[str | None, str]:
+    """The title and the visible text of an HTML page: one paragraph per block element."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(raw, "html.parser")
+    for element in soup(["script", "style", "template", "noscript"]):
+        element.decompose()
+    title_tag = soup.title if soup.title is not None else soup.find("h1")
+    title = " ".join(title_tag.get_text(" ").split()) if title_tag is not None else ""
+    if soup.title is not None:
+        soup.title.decompose()
+    # Inline elements run on; a block ends a paragraph, so the chunker can cut there.
+    for block in soup.find_all(_HTML_BLOCKS):
+        block.insert_before("\n\n")
+        block.insert_after("\n\n")
+    paragraphs = (" ".join(part.split()) for part in soup.get_text().split("\n\n"))
+    return title or None, "\n\n".join(p for p in paragraphs if p)
+
+
+def _markdown_title(text: str) -> str | None:
+    """The first ``# heading`` of a markdown file, if it has one."""
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip() or None
+    return None
 
 
 def read_beir_queries(folder: str | Path) -> dict[str, str]:

@@ -2,9 +2,10 @@
 
 Writing and searching go through :class:`lfm_qdrant.MultiVectorWriter`: its point ids
 are the corpus ids mapped by ``lfm_qdrant.point_id`` (or ``text_point_id`` of the text, for
-a document without one), and ``add(..., skip_existing=True)`` skips the points already stored with the same
-payload. So indexing is resumable: running it again after an interruption encodes only
-what is missing.
+a document without one), and ``writer.sync`` skips the documents already stored with the same
+fingerprint (text, metadata, models, chunking). So indexing is resumable: running it again
+after an interruption encodes only what is missing; with ``sync=True`` the documents no
+longer in the corpus are deleted too.
 
 Search modes (:mod:`lfm_qdrant.search`):
 
@@ -49,13 +50,21 @@ class IndexReport:
         documents: documents read from the corpus.
         skipped_empty: documents left out because their text (and title) is blank.
         skipped_repeats: documents without an id whose text repeats an earlier one.
-        points: points in the collection afterwards.
+        points: points in the collection afterwards (one per chunk).
+        added: documents written that were not stored.
+        updated: documents rewritten because their fingerprint changed.
+        unchanged: documents stored with the same fingerprint, not encoded again.
+        deleted: stored documents no longer in the corpus, deleted (``sync=True`` only).
     """
 
     documents: int
     skipped_empty: int
     skipped_repeats: int
     points: int
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
 
 
 def index_corpus(
@@ -64,6 +73,7 @@ def index_corpus(
     *,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
+    sync: bool = False,
 ) -> IndexReport:
     """Write every document of a corpus to the writer's collection; resumable.
 
@@ -77,6 +87,9 @@ def index_corpus(
         corpus: a JSONL file, a BEIR folder or a folder of ``.txt`` / ``.md`` files.
         batch_size: documents per ``writer.add`` call (one resume step).
         progress: called with the number of documents done after each batch.
+        sync: make the collection equal the corpus: documents whose id is no longer in it
+            are deleted. The whole corpus is read and checked before the first write
+            (without ``sync`` it is streamed, a batch at a time).
 
     Returns:
         An :class:`IndexReport`.
@@ -86,14 +99,33 @@ def index_corpus(
             share an id.
         CollectionError: the collection exists with another layout or other models.
     """
+    from lfm_qdrant import SyncReport
+
     points = CorpusPoints(corpus)
-    for read, texts, ids, metadata in points.batches(batch_size):
-        if texts:
-            writer.add(texts, ids=ids, metadata=metadata, skip_existing=True, show_progress=False)
-        if progress is not None:
-            progress(read)
-    points.check_not_empty()
-    return points.report(writer.count())
+    done = SyncReport()
+    if sync:
+        texts, ids, metadata = [], [], []
+        for _, batch_texts, batch_ids, batch_metadata in points.batches(batch_size):
+            texts += batch_texts
+            ids += batch_ids
+            metadata += batch_metadata
+        points.check_not_empty()
+        # Blank documents and id-less repeats are not written; the progress counts them.
+        if progress is not None and points.documents > len(texts):
+            progress(points.documents - len(texts))
+        done = writer.sync(
+            texts, ids=ids, metadata=metadata, show_progress=False, progress=progress
+        )
+    else:
+        for read, texts, ids, metadata in points.batches(batch_size):
+            if texts:
+                done += writer.sync(
+                    texts, ids=ids, metadata=metadata, delete_missing=False, show_progress=False
+                )
+            if progress is not None:
+                progress(read)
+        points.check_not_empty()
+    return points.report(writer.count(), done)
 
 
 class CorpusPoints:
@@ -152,8 +184,10 @@ class CorpusPoints:
                 "empty; nothing to index"
             )
 
-    def report(self, points: int) -> IndexReport:
-        return IndexReport(self.documents, self.empty, self.repeats, points)
+    def report(self, points: int, done: Any = None) -> IndexReport:
+        """The report of a run that left ``points`` points, with the writer's counts."""
+        counts = {} if done is None else done.to_json()
+        return IndexReport(self.documents, self.empty, self.repeats, points, **counts)
 
 
 # Queries sent in one batch request: bounds the request size of a long evaluation.
@@ -169,6 +203,7 @@ def search(
     prefetch_limit: int = 100,
     fusion: str = "rrf",
     explain: bool = False,
+    chunks: bool = False,
 ) -> list[list[Any]]:
     """Search the writer's collection for each query, in batches of one round trip each.
 
@@ -181,6 +216,7 @@ def search(
             ``limit`` if lower).
         fusion: ``"rrf"`` or ``"dbsf"``, for hybrid mode.
         explain: hits say which legs found them (``lfm_qdrant.ExplainedPoint``).
+        chunks: return chunks rather than one hit per document.
 
     Returns:
         One list of ``ScoredPoint`` per query, best first, with payloads.
@@ -194,6 +230,7 @@ def search(
             mode=mode,
             fusion=fusion,
             explain=explain,
+            chunks=chunks,
         )
     return results
 

@@ -37,6 +37,7 @@ class _Writer(Protocol):
         query_filter: Any = ...,
         *,
         mode: Any = ...,
+        chunks: bool = ...,
     ) -> list[Any]: ...
 
     def asearch(
@@ -47,6 +48,7 @@ class _Writer(Protocol):
         query_filter: Any = ...,
         *,
         mode: Any = ...,
+        chunks: bool = ...,
     ) -> Awaitable[list[Any]]: ...
 
 
@@ -79,6 +81,8 @@ class LFMColBERTRetriever(BaseRetriever):
             writer's default.
         query_filter: a Qdrant filter on the payload (``models.Filter`` or its dict form),
             applied to every stage. ``invoke(query, filter=...)`` overrides it for one call.
+        chunks: return chunks of long documents (several may come from one document)
+            instead of one ``Document`` per stored document (its best chunk).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -93,6 +97,8 @@ class LFMColBERTRetriever(BaseRetriever):
     """Search mode; None: hybrid (every leg of the collection) with two legs or more."""
     query_filter: Any = None
     """A Qdrant filter applied to every query."""
+    chunks: bool = False
+    """Return chunks instead of one hit per document."""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -144,6 +150,7 @@ class LFMColBERTRetriever(BaseRetriever):
             "prefetch_limit": max(self.prefetch_limit, k),
             "query_filter": kwargs.get("filter", self.query_filter),
             "mode": self.mode,
+            "chunks": self.chunks,
         }
 
     def _to_documents(self, points: Sequence[Any]) -> list[Document]:

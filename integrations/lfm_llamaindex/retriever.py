@@ -28,11 +28,23 @@ class _Writer(Protocol):
     collection_name: str
 
     def search(
-        self, query: str, limit: int = ..., prefetch_limit: int = ..., query_filter: Any = ...
+        self,
+        query: str,
+        limit: int = ...,
+        prefetch_limit: int = ...,
+        query_filter: Any = ...,
+        *,
+        chunks: bool = ...,
     ) -> list[ScoredPoint]: ...
 
     def asearch(
-        self, query: str, limit: int = ..., prefetch_limit: int = ..., query_filter: Any = ...
+        self,
+        query: str,
+        limit: int = ...,
+        prefetch_limit: int = ...,
+        query_filter: Any = ...,
+        *,
+        chunks: bool = ...,
     ) -> Awaitable[list[ScoredPoint]]: ...
 
 
@@ -62,6 +74,8 @@ class LFMColBERTRetriever(BaseRetriever):
         prefetch_limit: Candidates the dense stage hands to MaxSim; at least
             ``similarity_top_k``.
         query_filter: A Qdrant ``Filter`` on the payload, applied to both stages.
+        chunks: Return chunks of long documents (several may come from one document)
+            instead of one node per stored document (its best chunk).
         callback_manager: LlamaIndex callback manager.
         verbose: LlamaIndex's retriever verbosity flag.
     """
@@ -73,6 +87,7 @@ class LFMColBERTRetriever(BaseRetriever):
         *,
         prefetch_limit: int = 100,
         query_filter: Filter | None = None,
+        chunks: bool = False,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
@@ -92,6 +107,7 @@ class LFMColBERTRetriever(BaseRetriever):
         self.similarity_top_k = similarity_top_k
         self.prefetch_limit = prefetch_limit
         self.query_filter = query_filter
+        self.chunks = chunks
 
     @property
     def _is_async(self) -> bool:
@@ -112,6 +128,7 @@ class LFMColBERTRetriever(BaseRetriever):
             limit=self.similarity_top_k,
             prefetch_limit=self.prefetch_limit,
             query_filter=self.query_filter,
+            chunks=self.chunks,
         )
         return self._to_nodes(points)
 
@@ -123,6 +140,7 @@ class LFMColBERTRetriever(BaseRetriever):
             limit=self.similarity_top_k,
             prefetch_limit=self.prefetch_limit,
             query_filter=self.query_filter,
+            chunks=self.chunks,
         )
         return self._to_nodes(points)
 

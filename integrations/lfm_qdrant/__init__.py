@@ -10,6 +10,8 @@ Usage::
     hits = writer.search("query", limit=10)  # dense + BM25 fused, MaxSim, fused again, in Qdrant
 """
 
+from .chunking import Chunk, Chunker, ChunkingOptions
+from .documents import CHUNK_KEY, SyncReport, chunk_point_id, document_key
 from .edge import EdgeStore, StoreError, StoreFullError
 from .filters import FilterError, as_filter
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
@@ -37,6 +39,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "CHUNK_KEY",
     "COLBERT",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DENSE",
@@ -47,6 +50,9 @@ __all__ = [
     "METADATA_KEY",
     "MODES",
     "TEXT_NAMESPACE",
+    "Chunk",
+    "Chunker",
+    "ChunkingOptions",
     "CollectionRecord",
     "EdgeStore",
     "EncodedElsewhere",
@@ -61,7 +67,10 @@ __all__ = [
     "SearchMode",
     "StoreError",
     "StoreFullError",
+    "SyncReport",
     "as_filter",
+    "chunk_point_id",
+    "document_key",
     "point_id",
     "text_point_id",
     "validate_collection_name",

@@ -445,6 +445,23 @@ class EdgeStore:
             )
             return bool(self._engine(collection_name, shard.optimize))
 
+    def create_payload_index(
+        self,
+        collection_name: str,
+        field_name: str,
+        field_schema: models.PayloadSchemaType = models.PayloadSchemaType.KEYWORD,
+        wait: bool = True,
+        **kwargs: Any,
+    ) -> models.UpdateResult:
+        """Index a payload field (keyword only), so filters on it need no full scan."""
+        if field_schema != models.PayloadSchemaType.KEYWORD:
+            raise TypeError(f"an Edge store indexes keyword fields only, not {field_schema!r}")
+        operation = qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword)
+        with self._mutex:
+            shard = self._shard(collection_name)
+            self._engine(collection_name, shard.update, operation)
+        return models.UpdateResult(status=models.UpdateStatus.COMPLETED)
+
     # --------------------------------------------------------------------- points
 
     def upsert(

@@ -3,7 +3,7 @@
 Every collection created by :class:`~lfm_qdrant.MultiVectorWriter` carries, under the
 metadata key ``"lfm_retrieval"``::
 
-    {"format": 1, "id_scheme": 2,
+    {"format": 1, "id_scheme": 2, "chunking": {"max_tokens": 501, "overlap_tokens": 32},
      "dense":   {"model": "LiquidAI/LFM2.5-Embedding-350M", "revision": null, "dim": 1024,
                  "digest": "sha256:..."},
      "colbert": {...} or null,
@@ -110,13 +110,21 @@ class CollectionRecord:
     colbert: ModelRecord | None
     id_scheme: int = ID_SCHEME
     lexical: LexicalConfig | None = None
+    chunking: Mapping[str, int] | None = None
 
     @classmethod
-    def of(cls, dense: Any, colbert: Any, lexical: LexicalConfig | None = None) -> CollectionRecord:
+    def of(
+        cls,
+        dense: Any,
+        colbert: Any,
+        lexical: LexicalConfig | None = None,
+        chunking: Mapping[str, int] | None = None,
+    ) -> CollectionRecord:
         return cls(
             dense=None if dense is None else ModelRecord.of(dense),
             colbert=None if colbert is None else ModelRecord.of(colbert),
             lexical=lexical,
+            chunking=chunking,
         )
 
     def to_metadata(self) -> dict[str, Any]:
@@ -128,6 +136,9 @@ class CollectionRecord:
                 "dense": None if self.dense is None else self.dense.to_json(),
                 "colbert": None if self.colbert is None else self.colbert.to_json(),
                 "lexical": None if self.lexical is None else self.lexical.to_json(),
+                # The chunk size and overlap of the writer that created the collection (a
+                # note for people: documents carry their own in their fingerprints).
+                "chunking": None if self.chunking is None else dict(self.chunking),
             }
         }
 
@@ -160,6 +171,7 @@ class CollectionRecord:
                 if raw.get("lexical") is None
                 else LexicalConfig.from_json(raw["lexical"], where)
             ),
+            chunking=raw.get("chunking") if isinstance(raw.get("chunking"), Mapping) else None,
         )
 
     def check(self, stored: CollectionRecord | None, collection_name: str) -> None:

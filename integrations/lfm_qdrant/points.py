@@ -191,6 +191,11 @@ def payloads(
                 f"metadata[{i}] has a 'text' key, but payload['text'] holds the document "
                 "text; rename that metadata key"
             )
+        if "_lfm" in meta:
+            raise InputError(
+                f"metadata[{i}] has a '_lfm' key, but payload['_lfm'] holds the document's "
+                "chunk record; rename that metadata key"
+            )
         payload: dict[str, Any] = {"text": text}
         for key, value in meta.items():
             if not isinstance(key, str):

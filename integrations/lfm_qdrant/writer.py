@@ -30,8 +30,19 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
+from .chunking import ChunkingOptions, make_chunker
+from .documents import (
+    CHUNK_KEY,
+    SyncReport,
+    changed_steps,
+    delete_missing_steps,
+    document_filter,
+    expand_documents,
+    fingerprint,
+)
 from .filters import as_filter
 from .fingerprint import CollectionRecord, ModelRecord
+from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more
 from .layout import (
     COLBERT,
     DENSE,
@@ -68,7 +79,7 @@ from .upload import (
     split_requests,
 )
 
-__all__ = ["MultiVectorWriter", "SearchMode"]
+__all__ = ["MultiVectorWriter", "SearchMode", "SyncReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +94,7 @@ class _Batch:
     sizes: list[int]
     truncated: int = 0
     without_colbert: int = 0
+    heads: int = 0  # the last ``heads`` points are chunk 0s, written after the rest
 
 
 class MultiVectorWriter:
@@ -135,6 +147,10 @@ class MultiVectorWriter:
             rate limit, 502/503/504, gRPC UNAVAILABLE ...), with exponential backoff.
         retry_backoff_s: wait before the first retry, doubled after each.
         show_progress: progress bar for :meth:`add`; ``None`` shows it on a terminal only.
+        chunking: how documents longer than the models' window are split
+            (:class:`~lfm_qdrant.ChunkingOptions`); ``True``: the defaults, ``False``: one
+            point per document, cut at the window. A writer given only
+            :class:`~lfm_qdrant.ModelRecord` objects cannot count tokens and does not chunk.
 
     Attributes:
         client: the Qdrant client or store.
@@ -180,6 +196,7 @@ class MultiVectorWriter:
         max_retries: int = 5,
         retry_backoff_s: float = 0.5,
         show_progress: bool | None = None,
+        chunking: ChunkingOptions | bool = True,
     ) -> None:
         validate_collection_name(collection_name)
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -232,7 +249,19 @@ class MultiVectorWriter:
             colbert_datatype=colbert_datatype,
             **cluster,
         )
-        self._record = CollectionRecord.of(self.dense, self.colbert, self._lexical)
+        self._chunker = make_chunker(chunking, self.dense, self.colbert)
+        settings = None if self._chunker is None else self._chunker.settings()
+        self._record = CollectionRecord.of(
+            self.dense, self.colbert, lexical=self._lexical, chunking=settings
+        )
+        # What every document fingerprint includes besides the document itself.
+        self._fingerprint_base = {
+            "models": [
+                None if m is None else (m.digest or m.model, m.dim)
+                for m in (self._record.dense, self._record.colbert)
+            ],
+            "chunking": settings,
+        }
         self._pool_factor = check_positive_int(pool_factor, "pool_factor")
         self._batch_size = batch_size
         self._max_request_bytes = max_request_bytes
@@ -295,6 +324,59 @@ class MultiVectorWriter:
         self._require_sync("add", "aadd")
         return self._run(self._add_steps(texts, ids, metadata, skip_existing, show_progress))
 
+    def sync(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        *,
+        delete_missing: bool = True,
+        show_progress: bool | None = None,
+        progress: Callable[[int], Any] | None = None,
+    ) -> SyncReport:
+        """Make the collection hold exactly these documents; unchanged ones are not encoded.
+
+        Each document's fingerprint (its id, text, metadata, the models and the chunk
+        settings) is compared with the one stored with its first chunk: new documents are
+        added, changed ones rewritten with all their chunks, the same ones skipped. With
+        ``delete_missing``, stored documents whose id is not among ``ids`` are then deleted,
+        all their chunks. Everything is validated before the first write; a run stopped at
+        any point and run again ends as one clean run would.
+
+        Args:
+            texts, ids, metadata: the whole corpus, as for :meth:`add`.
+            delete_missing: delete stored documents absent from the input. ``False`` is
+                resume: add and update only.
+            show_progress: overrides the writer's ``show_progress`` for this call.
+            progress: called with the number of documents done (written or found
+                unchanged) after each batch, for a progress display of your own.
+
+        Returns:
+            A :class:`~lfm_qdrant.SyncReport`: documents added, updated, unchanged, deleted.
+
+        Raises:
+            As :meth:`add`.
+        """
+        self._require_sync("sync", "async_")
+        return self._run(
+            self._sync_steps(texts, ids, metadata, delete_missing, show_progress, progress)
+        )
+
+    async def async_(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        *,
+        delete_missing: bool = True,
+        show_progress: bool | None = None,
+        progress: Callable[[int], Any] | None = None,
+    ) -> SyncReport:
+        """Async :meth:`sync`."""
+        return await self._drive(
+            self._sync_steps(texts, ids, metadata, delete_missing, show_progress, progress)
+        )
+
     def add_encoded(
         self,
         texts: Iterable[str],
@@ -337,6 +419,13 @@ class MultiVectorWriter:
         if not texts:
             return []
 
+        digests = [
+            fingerprint(key, text, payload, self._fingerprint_base)
+            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
+        ]
+        # One point per text (its vectors are given): chunk 0 of a one-chunk document.
+        _, _, stored_payloads, _ = expand_documents(None, texts, keys, stored_payloads, digests)
+
         def steps() -> Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
             batch = self._points(keys, stored_payloads, dense, colbert, self._bm25(texts))
@@ -375,6 +464,7 @@ class MultiVectorWriter:
         mode: SearchMode | None = None,
         fusion: Fusion = "rrf",
         explain: bool = False,
+        chunks: bool = False,
     ) -> list[models.ScoredPoint]:
         """Search the collection for one query.
 
@@ -394,10 +484,14 @@ class MultiVectorWriter:
             explain: return :class:`~lfm_qdrant.ExplainedPoint` hits whose ``legs`` say which
                 legs found each hit, at what rank and score (the same query vectors: no
                 second encoding).
+            chunks: return chunks (several may come from one document) instead of at most
+                one hit per document.
 
         Returns:
-            Best first; ``point.payload["text"]`` is the text, ``point.id`` the id ``add``
-            returned, ``point.score`` the mode's score: the fused score in hybrid mode with a
+            Best first, one per document (its best chunk) unless ``chunks``;
+            ``point.payload["text"]`` is the chunk's text and ``payload["_lfm"]`` its index
+            and span in the document, ``point.id`` the document's id as ``add`` returned it
+            (with ``chunks``: the chunk's point id), ``point.score`` the mode's score: the fused score in hybrid mode with a
             lexical leg, the MaxSim score in hybrid mode without one and in colbert mode, the
             cosine in dense mode, the BM25 score in lexical mode. A lexical query with no
             token left (only punctuation or stopwords) has no hit.
@@ -411,7 +505,7 @@ class MultiVectorWriter:
         self._require_sync("search", "asearch")
         return self._run(
             self._search_steps(
-                [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain
+                [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain, chunks
             )
         )[0]
 
@@ -425,6 +519,7 @@ class MultiVectorWriter:
         mode: SearchMode | None = None,
         fusion: Fusion = "rrf",
         explain: bool = False,
+        chunks: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Search for many queries: one encoding pass, one ``query_batch_points`` round trip.
 
@@ -433,7 +528,7 @@ class MultiVectorWriter:
         self._require_sync("search_batch", "asearch_batch")
         return self._run(
             self._search_steps(
-                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain
+                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain, chunks
             )
         )
 
@@ -510,10 +605,11 @@ class MultiVectorWriter:
         mode: SearchMode | None = None,
         fusion: Fusion = "rrf",
         explain: bool = False,
+        chunks: bool = False,
     ) -> list[models.ScoredPoint]:
         """Async :meth:`search`; same arguments and results."""
         steps = self._search_steps(
-            [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain
+            [query], limit, prefetch_limit, query_filter, mode, True, fusion, explain, chunks
         )
         return (await self._drive(steps))[0]
 
@@ -527,11 +623,12 @@ class MultiVectorWriter:
         mode: SearchMode | None = None,
         fusion: Fusion = "rrf",
         explain: bool = False,
+        chunks: bool = False,
     ) -> list[list[models.ScoredPoint]]:
         """Async :meth:`search_batch`; same arguments and results."""
         return await self._drive(
             self._search_steps(
-                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain
+                queries, limit, prefetch_limit, query_filter, mode, False, fusion, explain, chunks
             )
         )
 
@@ -837,12 +934,18 @@ class MultiVectorWriter:
         metadata: Iterable[Mapping[str, Any] | None] | None,
         skip_existing: bool,
         show_progress: bool | None,
+        report: SyncReport | None = None,
+        progress: Callable[[int], Any] | None = None,
     ) -> Steps[list[PointId]]:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
         if not texts:
             return []
+        digests = [
+            fingerprint(key, text, payload, self._fingerprint_base)
+            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
+        ]
         yield from self._ensure_collection(write=True)
         show = self._show_progress if show_progress is None else show_progress
         truncated = without_colbert = 0
@@ -850,23 +953,72 @@ class MultiVectorWriter:
             for start in range(0, len(texts), self._batch_size):
                 todo = list(range(start, min(start + self._batch_size, len(texts))))
                 if skip_existing:
-                    todo = yield from self._not_stored(todo, keys, stored_payloads)
+                    todo = yield from changed_steps(
+                        self.collection_name, todo, keys, digests, report
+                    )
                     bar.update(min(self._batch_size, len(texts) - start) - len(todo))
                 if not todo:
+                    if progress is not None:
+                        progress(min(self._batch_size, len(texts) - start))
                     continue
                 batch = yield Work(
-                    self._encode_batch,
+                    self._encode_documents,
                     (
                         [texts[i] for i in todo],
                         [keys[i] for i in todo],
                         [stored_payloads[i] for i in todo],
+                        [digests[i] for i in todo],
                     ),
                 )
                 truncated += batch.truncated
                 without_colbert += batch.without_colbert
-                yield from self._upsert_steps(batch, bar.update)
+                yield from self._write_documents(
+                    batch, [keys[i] for i in todo], [digests[i] for i in todo]
+                )
+                bar.update(len(todo))
+                if progress is not None:
+                    progress(min(self._batch_size, len(texts) - start))
         _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
+
+    def _sync_steps(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None,
+        metadata: Iterable[Mapping[str, Any] | None] | None,
+        delete_missing: bool,
+        show_progress: bool | None,
+        progress: Callable[[int], Any] | None,
+    ) -> Steps[SyncReport]:
+        report = SyncReport()
+        keys = yield from self._add_steps(
+            texts, ids, metadata, True, show_progress, report, progress
+        )
+        if delete_missing:
+            yield from self._ensure_collection(write=True)
+            report.deleted = yield from delete_missing_steps(self.collection_name, set(keys))
+        return report
+
+    def _write_documents(
+        self, batch: _Batch, keys: list[PointId], digests: list[str]
+    ) -> Steps[None]:
+        """Write a batch's chunks so that a run killed at any step leaves no doubt.
+
+        Chunks after the first, then the delete of the documents' other points (stale
+        chunks of a longer old version, the old chunk 0), then the chunk 0s: a document
+        whose chunk 0 carries the new fingerprint is complete (see ``documents.py``).
+        """
+        cut = len(batch.points) - batch.heads
+        yield from self._upsert_steps(_slice(batch, 0, cut))
+        yield Call(
+            "delete",
+            {
+                "collection_name": self.collection_name,
+                "points_selector": models.FilterSelector(filter=document_filter(keys, digests)),
+                "wait": True,
+            },
+        )
+        yield from self._upsert_steps(_slice(batch, cut, len(batch.points)))
 
     def _upsert_steps(self, batch: _Batch, done: Callable[[int], Any] | None = None) -> Steps[None]:
         """Upsert a batch's points in requests under the size and count caps."""
@@ -879,20 +1031,20 @@ class MultiVectorWriter:
             if done is not None:
                 done(len(points))
 
-    def _not_stored(
-        self, todo: list[int], keys: list[PointId], stored_payloads: list[dict[str, Any]]
-    ) -> Steps[list[int]]:
-        records = yield Call(
-            "retrieve",
-            {
-                "collection_name": self.collection_name,
-                "ids": [keys[i] for i in todo],
-                "with_payload": True,
-                "with_vectors": False,
-            },
+    def _encode_documents(
+        self,
+        texts: list[str],
+        keys: list[PointId],
+        batch_payloads: list[dict[str, Any]],
+        digests: list[str],
+    ) -> _Batch:
+        """Split documents into chunks, then encode the chunks as any texts."""
+        chunk_texts, chunk_keys, chunk_payloads, heads = expand_documents(
+            self._chunker, texts, keys, batch_payloads, digests
         )
-        stored = {str(record.id): record.payload for record in records}
-        return [i for i in todo if stored.get(str(keys[i])) != stored_payloads[i]]
+        batch = self._encode_batch(chunk_texts, chunk_keys, chunk_payloads)
+        batch.heads = heads
+        return batch
 
     def _encode_batch(
         self, texts: list[str], keys: list[PointId], batch_payloads: list[dict[str, Any]]
@@ -957,6 +1109,7 @@ class MultiVectorWriter:
         single: bool,
         fusion: Fusion = "rrf",
         explain: bool = False,
+        chunks: bool = False,
     ) -> Steps[list[list[models.ScoredPoint]]]:
         if single:
             (query,) = queries
@@ -990,32 +1143,61 @@ class MultiVectorWriter:
         yield from self._ensure_collection(write=False)
         legs = self._legs()
         mode = resolve_mode(mode, legs)
-        plan = SearchPlan(mode, limit, prefetch_limit, flt, fusion)
+        # Grouped: ask for more chunks than documents wanted (grouping.py); a two-stage
+        # rerank returns at most its prefetch_limit candidates.
+        fetch = limit if chunks else max(limit, min(limit * OVERFETCH, MAX_FETCH))
+        if mode == "hybrid":
+            fetch = min(fetch, max(prefetch_limit, limit))
+        plan = SearchPlan(mode, fetch, prefetch_limit, flt, fusion)
         vectors = yield Work(encode_queries, (items, mode, legs))
-        requests = [plan.request(v) for v in vectors]
+        planned = [plan.request(v) for v in vectors]
+        # A query that can have no hit (lexical, no token left) sends no request.
+        requests = {i: r for i, r in enumerate(planned) if r is not None}
         per_leg = [plan.leg_requests(v) if explain else {} for v in vectors]
-        batch = [r for r in requests if r is not None]
-        batch += [r for legs_of_query in per_leg for r in legs_of_query.values()]
-        if not batch:
-            return [[] for _ in items]
-        if single and len(batch) == 1:
+        extra = [r for legs_of_query in per_leg for r in legs_of_query.values()]
+        answers = yield from self._query_steps([*requests.values(), *extra], single)
+        results: list[list[Any]] = [[] for _ in planned]
+        for i, points in zip(requests, answers, strict=False):
+            results[i] = points
+        leg_points = iter(answers[len(requests) :])
+        found_by = [{leg: next(leg_points) for leg in legs_of_query} for legs_of_query in per_leg]
+        if explain:  # chunk by chunk, before grouping (a grouped hit keeps its chunk's legs)
+            results = [explain_points(r, f) for r, f in zip(results, found_by, strict=True)]
+        if chunks:
+            return [points[:limit] for points in results]
+        hits: list[list[models.ScoredPoint]] = [[] for _ in planned]
+        todo = list(requests)
+        while todo:
+            again = []
+            for i in todo:
+                hits[i] = best_per_document(results[i], limit)
+                asked = int(requests[i].limit or 0)
+                if needs_more(len(results[i]), asked, len(hits[i]), limit):
+                    requests[i] = _widened(requests[i], min(2 * asked, MAX_FETCH))
+                    again.append(i)
+            if again:
+                more = yield from self._query_steps([requests[i] for i in again], single)
+                for i, points in zip(again, more, strict=True):
+                    results[i] = explain_points(points, found_by[i]) if explain else points
+            todo = again
+        return hits
+
+    def _query_steps(
+        self, requests: list[models.QueryRequest], single: bool
+    ) -> Steps[list[list[models.ScoredPoint]]]:
+        if not requests:
+            return []
+        if single and len(requests) == 1:
             response = yield Call(
-                "query_points", {"collection_name": self.collection_name, **query_kwargs(batch[0])}
+                "query_points",
+                {"collection_name": self.collection_name, **query_kwargs(requests[0])},
             )
-            responses = [response]
-        else:
-            responses = yield Call(
-                "query_batch_points",
-                {"collection_name": self.collection_name, "requests": batch},
-            )
-        answers = iter(responses)
-        hits = [[] if r is None else list(next(answers).points) for r in requests]
-        if not explain:
-            return hits
-        return [
-            list(explain_points(found, {leg: list(next(answers).points) for leg in legs_of_query}))
-            for found, legs_of_query in zip(hits, per_leg, strict=True)
-        ]
+            return [list(response.points)]
+        responses = yield Call(
+            "query_batch_points",
+            {"collection_name": self.collection_name, "requests": requests},
+        )
+        return [list(response.points) for response in responses]
 
     def _legs(self) -> Legs:
         return Legs(dense=self.dense, colbert=self.colbert, lexical=self._lexical)
@@ -1039,7 +1221,18 @@ class MultiVectorWriter:
                     raise type(error)(f"ids[{i}]: {error}") from None
             if not keys:
                 return
-            selector = models.PointIdsList(points=keys)
+            # A document's chunk 0 has its id; the other chunks name it in their payload.
+            selector = models.FilterSelector(
+                filter=models.Filter(
+                    should=[
+                        models.HasIdCondition(has_id=keys),
+                        models.FieldCondition(
+                            key=f"{CHUNK_KEY}.doc",
+                            match=models.MatchAny(any=[str(k) for k in keys]),
+                        ),
+                    ]
+                )
+            )
         else:
             selector = models.FilterSelector(filter=as_filter(query_filter) or models.Filter())
         yield from self._ensure_collection(write=True, create=False)
@@ -1083,6 +1276,19 @@ class MultiVectorWriter:
                 if not (yield Call("collection_exists", {"collection_name": name})):
                     raise error
                 exists = True
+            elif type(getattr(self.client, "_client", None)).__name__ != "QdrantLocal":
+                # Replacing a document deletes its points by this field: indexed, that is
+                # 1 ms a batch instead of a scan of the collection (58 ms at 20k points on
+                # Edge). qdrant-client's local mode has no payload indexes.
+                yield Call(
+                    "create_payload_index",
+                    {
+                        "collection_name": name,
+                        "field_name": f"{CHUNK_KEY}.doc",
+                        "field_schema": models.PayloadSchemaType.KEYWORD,
+                        "wait": True,
+                    },
+                )
         if exists:
             info = yield Call("get_collection", {"collection_name": name})
             check_layout(info, self._layout, name, exact=write)
@@ -1096,8 +1302,8 @@ class MultiVectorWriter:
 
     # ------------------------------------------------------------------ the drivers
 
-    def _require_sync(self, method: str, async_method: str) -> None:
-        self._driver.require_sync(method, async_method)
+    def _require_sync(self, method: str, asyncmethod: str) -> None:
+        self._driver.require_sync(method, asyncmethod)
 
     def _run(self, steps: Steps[T]) -> T:
         return self._driver.run(steps)
@@ -1126,6 +1332,18 @@ class EncodedElsewhere:
         )
 
     encode_documents = encode_queries = _refuse
+
+
+def _widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
+    """The same query asking for ``fetch`` chunks (and at least as many candidates)."""
+    prefetch = request.prefetch
+    if isinstance(prefetch, models.Prefetch) and (prefetch.limit or 0) < fetch:
+        prefetch = prefetch.model_copy(update={"limit": fetch})
+    return request.model_copy(update={"limit": fetch, "prefetch": prefetch})
+
+
+def _slice(batch: _Batch, start: int, stop: int) -> _Batch:
+    return _Batch(points=batch.points[start:stop], sizes=batch.sizes[start:stop])
 
 
 def _load_encoder(value: Any, kind: str, device: str) -> Any:

@@ -405,7 +405,10 @@ def _stored_same(
     records = client.retrieve(
         collection_name=collection, ids=keys, with_payload=True, with_vectors=False
     )
-    stored = {str(r.id): r.payload for r in records}
+    # The writer's chunk record (_lfm) is not part of what a row asks to store.
+    stored = {
+        str(r.id): {k: v for k, v in (r.payload or {}).items() if k != "_lfm"} for r in records
+    }
     return {str(k) for k, p in zip(keys, wanted) if stored.get(str(k)) == p}
 
 

@@ -555,6 +555,7 @@ class _Service:
                 mode=mode,
                 fusion=body.fusion,
                 explain=body.explain,
+                chunks=body.chunks,
             )
         except FilterError as error:
             param = f"filter.{error.path}" if error.path else "filter"

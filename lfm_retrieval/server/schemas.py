@@ -122,6 +122,11 @@ class SearchRequest(_Request):
         None,
         description='a Qdrant filter as JSON, e.g. {"must": [{"key": "lang", "match": {"value": "de"}}]}',
     )
+    chunks: StrictBool = Field(
+        False,
+        description="return chunks of long documents (several may share a document) instead "
+        "of one hit per document",
+    )
     with_payload: StrictBool = True
     explain: StrictBool = Field(
         False,

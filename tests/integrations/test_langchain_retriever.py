@@ -45,6 +45,7 @@ def test_invoke_returns_the_writers_hits_as_documents(writer):
             "lang": hit.payload["lang"],
             "n": hit.payload["n"],
             "relevance_score": pytest.approx(hit.score),
+            "_lfm": hit.payload["_lfm"],  # the chunk record: its span in the document
         }
 
 

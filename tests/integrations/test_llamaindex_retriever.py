@@ -86,7 +86,10 @@ def test_nodes_carry_the_added_text_and_metadata(writer: MultiVectorWriter) -> N
     assert set(by_id) == {str(i) for i in range(len(TEXTS))}
     for i, text in enumerate(TEXTS):
         assert by_id[str(i)].get_content() == text
-        assert by_id[str(i)].metadata == METADATA[i]
+        # The rest of the payload, with the chunk record (span in the document).
+        metadata = dict(by_id[str(i)].metadata)
+        assert metadata.pop("_lfm")["start"] == 0
+        assert metadata == METADATA[i]
     scores = [n.score for n in nodes]
     assert scores == sorted(scores, reverse=True)
 
@@ -144,7 +147,8 @@ def test_aretrieve_awaits_the_async_client(
     assert len(threads) == 2
     assert [n.node.node_id for n in nodes] == [str(h.id) for h in hits]
     assert [h.score for h in hits] == scores(nodes)
-    assert nodes[0].node.metadata == METADATA[int(nodes[0].node.node_id)]
+    metadata = {k: v for k, v in nodes[0].node.metadata.items() if k != "_lfm"}
+    assert metadata == METADATA[int(nodes[0].node.node_id)]
 
 
 def test_sync_retrieve_on_an_async_client_says_what_to_do(
@@ -166,10 +170,12 @@ class StubWriter:
     def __init__(self, hits: list[models.ScoredPoint]):
         self.hits = hits
 
-    def search(self, query, limit=10, prefetch_limit=100, query_filter=None):
+    def search(self, query, limit=10, prefetch_limit=100, query_filter=None, *, chunks=False):
         return self.hits[:limit]
 
-    async def asearch(self, query, limit=10, prefetch_limit=100, query_filter=None):
+    async def asearch(
+        self, query, limit=10, prefetch_limit=100, query_filter=None, *, chunks=False
+    ):
         return self.hits[:limit]
 
 

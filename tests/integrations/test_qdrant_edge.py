@@ -184,7 +184,11 @@ def test_a_disk_error_mid_add_loses_nothing_written_before(tmp_path, tiny_dense,
     shard = store._shards["c"]
 
     class FailingShard:
-        """The engine's shard, whose second update fails as a full disk would."""
+        """The engine's shard, whose fourth update fails as a full disk would.
+
+        Each batch is two updates (the delete of the documents' other points, the upsert),
+        so the first batch of this add is acknowledged, the second fails.
+        """
 
         def __init__(self) -> None:
             self.updates = 0
@@ -194,7 +198,7 @@ def test_a_disk_error_mid_add_loses_nothing_written_before(tmp_path, tiny_dense,
 
         def update(self, operation: Any) -> None:
             self.updates += 1
-            if self.updates == 2:
+            if self.updates == 4:
                 raise Exception("Service runtime error: No space left on device (os error 28)")
             shard.update(operation)
 

@@ -56,7 +56,7 @@ def name() -> str:
 
 def all_points(client: Any, collection: str) -> dict[str, dict[str, Any]]:
     points, _ = client.scroll(collection, limit=10_000, with_payload=True)
-    return {str(p.id): p.payload for p in points}
+    return {str(p.id): {k: v for k, v in p.payload.items() if k != "_lfm"} for p in points}
 
 
 # ------------------------------------------------------------------------------ ids

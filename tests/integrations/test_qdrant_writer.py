@@ -27,6 +27,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from lfm_core import CollectionError, DenseEncoder, InputError, LateInteractionEncoder
 from lfm_qdrant import (
+    CHUNK_KEY,
     COLBERT,
     DENSE,
     MAX_MULTIVECTOR_FLOATS,
@@ -182,9 +183,9 @@ class CountingEncoder:
 
 
 def stored(qdrant: QdrantClient, collection: str) -> dict[str, dict[str, Any]]:
-    """Every point's payload, by id."""
+    """Every point's payload, by id, less the chunk record (tests/.../test_qdrant_chunks.py)."""
     points, _ = qdrant.scroll(collection, limit=10_000, with_payload=True)
-    return {str(p.id): p.payload for p in points}
+    return {str(p.id): {k: v for k, v in p.payload.items() if k != CHUNK_KEY} for p in points}
 
 
 # ------------------------------------------------------------------- layout & writes

@@ -71,7 +71,11 @@ def rows_of(texts: list[str]) -> list[dict[str, Any]]:
 def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert set(got) == set(want)
     for key, point in want.items():
-        assert got[key]["payload"] == point["payload"]
+        # Less the chunk records: their fingerprints hold the chunk settings of the writer,
+        # which a writer of vectors encoded elsewhere (Ray's) has none of.
+        assert {k: v for k, v in got[key]["payload"].items() if k != "_lfm"} == {
+            k: v for k, v in point["payload"].items() if k != "_lfm"
+        }
         np.testing.assert_allclose(got[key]["dense"], point["dense"], atol=1e-5)
         np.testing.assert_allclose(got[key]["colbert"], point["colbert"], atol=1e-5)
 

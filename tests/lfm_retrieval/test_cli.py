@@ -69,7 +69,10 @@ def test_index_then_search_prints_ranked_results_with_snippets(tmp_path, corpus,
     store = ["--path", str(tmp_path / "q")]
     assert cli.main(["index", str(corpus), "--collection", "docs", *models, *store, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.strip().endswith(f"docs: 6 documents read; 6 points stored in {tmp_path / 'q'}")
+    assert out.strip().endswith(
+        f"docs: 6 documents read; 6 added, 0 updated, 0 unchanged; 6 points stored in "
+        f"{tmp_path / 'q'}"
+    )
 
     assert (
         cli.main(
@@ -128,8 +131,11 @@ def test_index_reads_beir_and_text_folders(tmp_path, models, capsys):
     assert cli.main(["index", str(beir), "--collection", "beir", *models, *store]) == 0
     assert cli.main(["index", str(notes), "--collection", "notes", *models, *store]) == 0
     out = capsys.readouterr().out
-    assert "beir: 4 documents read; 4 points" in out
-    assert "notes: 3 documents read (skipped 1 empty); 2 points" in out
+    assert "beir: 4 documents read; 4 added, 0 updated, 0 unchanged; 4 points" in out
+    assert (
+        "notes: 3 documents read (skipped 1 empty); 2 added, 0 updated, 0 unchanged; 2 points"
+        in out
+    )
     assert _points(tmp_path / "q", "beir") == 4
 
 

@@ -245,7 +245,7 @@ def test_truncation_is_reported_once_with_the_total(tmp_path, capsys, tiny_dense
     corpus.write_text("".join(json.dumps(d) + "\n" for d in long_docs), encoding="utf-8")
     argv = ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "s"), "--quiet",
             "--embedding-model", str(tiny_dense_dir), "--colbert-model", "none", "--device", "cpu",
-            "--batch-size", "2"]  # fmt: skip
+            "--batch-size", "2", "--no-chunking"]  # fmt: skip
     code, _, err = run(argv, capsys)
     assert code == 0, err
     warnings = [line for line in err.splitlines() if "truncated" in line]

@@ -147,7 +147,7 @@ def test_text_folder_reads_txt_and_md_recursively_in_sorted_order(tmp_path):
 
 def test_empty_text_folder_is_an_error(tmp_path):
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")
-    with pytest.raises(CorpusError, match=r"no \.txt or \.md file in folder"):
+    with pytest.raises(CorpusError, match=r"no \.txt, \.md or \.html file in folder"):
         list(read_corpus(tmp_path))
 
 
