@@ -13,11 +13,19 @@ ID_KEY = "lc_id"
 ``Document.id`` comes back as given although Qdrant stores a UUID derived from it."""
 
 
-def to_document(point: Any, collection_name: str, score_key: str | None = None) -> Document:
+CHUNK_RECORD_KEY = "_lfm"
+"""Payload key of the chunk record (document, chunk index, span, fingerprint)."""
+
+
+def to_document(
+    point: Any, collection_name: str, score_key: str | None = None, *, chunk_record: bool = True
+) -> Document:
     """A point (``Record`` or ``ScoredPoint``) as a ``Document``.
 
     ``page_content`` is ``payload["text"]``, ``id`` the caller's id (or the point id when none
     was given), ``metadata`` the rest of the payload, plus the score under ``score_key``.
+    ``chunk_record=False`` leaves the chunk record out: a vector store hands back exactly the
+    metadata it was given.
 
     Raises:
         CollectionError: the point has no ``str`` ``payload["text"]``.
@@ -30,6 +38,8 @@ def to_document(point: Any, collection_name: str, score_key: str | None = None) 
             'payload["text"]; was the collection written by lfm_qdrant.MultiVectorWriter?'
         )
     key = payload.pop(ID_KEY, None)
+    if not chunk_record:
+        payload.pop(CHUNK_RECORD_KEY, None)
     if score_key is not None:
         payload[score_key] = float(point.score)
     return Document(id=str(point.id if key is None else key), page_content=text, metadata=payload)

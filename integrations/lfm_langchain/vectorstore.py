@@ -179,13 +179,13 @@ class LFMQdrantVectorStore(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents among ``ids``, in that order; missing ids are left out."""
         records = self.writer.get(_str_ids(ids, "ids"))
-        return [to_document(r, self.writer.collection_name) for r in records]
+        return [to_document(r, self.writer.collection_name, chunk_record=False) for r in records]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async :meth:`get_by_ids`."""
         await self._aensure()
         records = await self.writer.aget(_str_ids(ids, "ids"))
-        return [to_document(r, self.writer.collection_name) for r in records]
+        return [to_document(r, self.writer.collection_name, chunk_record=False) for r in records]
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         """The ``k`` documents that best match ``query``, best first.
@@ -461,7 +461,7 @@ class LFMQdrantVectorStore(VectorStore):
 
     def _scored(self, points: Sequence[Any]) -> list[tuple[Document, float]]:
         name = self.writer.collection_name
-        return [(to_document(p, name), float(p.score)) for p in points]
+        return [(to_document(p, name, chunk_record=False), float(p.score)) for p in points]
 
     def _require_embeddings(self) -> Embeddings:
         embeddings = self.embeddings
