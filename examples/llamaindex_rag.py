@@ -129,8 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Question: {args.question}")
     show(f"1. Dense top {args.k} -> LFMColBERTRerank top {args.top_n}:", response.source_nodes)
 
-    # 2. Both stages inside Qdrant, on a multivector collection.
-    writer = MultiVectorWriter(client, "lfm_llamaindex_multivector", dense=dense, colbert=colbert)
+    # 2. Both stages inside Qdrant, on a multivector collection. lexical=False keeps the
+    # collection to the two stages of pipeline 1 (so both print the same hits); the default
+    # adds Qdrant's BM25 as a third leg of hybrid search.
+    writer = MultiVectorWriter(
+        client, "lfm_llamaindex_multivector", dense=dense, colbert=colbert, lexical=False
+    )
     writer.add(
         [d.text for d in documents],
         ids=[d.doc_id for d in documents],

@@ -182,26 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the summary as one JSON object (documents added, updated, unchanged, ...)",
     )
-    group = index.add_argument_group("chunking (documents longer than the models' window)")
-    group.add_argument(
-        "--chunk-tokens",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="tokens per chunk (default: as many as the models' window holds)",
-    )
-    group.add_argument(
-        "--chunk-overlap",
-        type=_non_negative_int,
-        default=None,
-        metavar="N",
-        help="tokens shared by neighbouring chunks (default 32)",
-    )
-    group.add_argument(
-        "--no-chunking",
-        action="store_true",
-        help="one point per document, cut at the window, as before chunking",
-    )
+    _chunking_options(index)
     _storage_options(index)
     group = index.add_argument_group("Ray (scale-out: pip install 'lfm-retrieval[ray]')")
     group.add_argument(
@@ -270,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="collection to index into (default: eval-<folder>-<hash of the models>)",
     )
     _search_options(eval_)
+    _chunking_options(eval_)
     eval_.add_argument(
         "--batch-size", type=_positive_int, default=64, help="documents per write (default 64)"
     )
@@ -427,6 +409,29 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 def exit_code_table() -> str:
     """The exit codes as ``--help`` prints them."""
     return "exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+
+
+def _chunking_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("chunking (documents longer than the models' window)")
+    group.add_argument(
+        "--chunk-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tokens per chunk (default: as many as the models' window holds)",
+    )
+    group.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="tokens shared by neighbouring chunks (default 32)",
+    )
+    group.add_argument(
+        "--no-chunking",
+        action="store_true",
+        help="one point per document, cut at the window, as before chunking",
+    )
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:

@@ -196,8 +196,13 @@ class SearchPlan:
             if len(legs) > 1
             else legs
         )
+        # Without a dense leg, MaxSim ranks the whole collection (as the colbert mode does):
+        # BM25's candidates alone would hide every entry that shares no word with the query.
         rerank = models.Prefetch(
-            prefetch=candidates, query=vectors.colbert, using=COLBERT, limit=self.prefetch_limit
+            prefetch=candidates if vectors.dense is not None else None,
+            query=vectors.colbert,
+            using=COLBERT,
+            limit=self.prefetch_limit,
         )
         return self._query(
             self._fusion(final=["colbert", *names]), self.limit, prefetch=[rerank, *legs]
@@ -211,7 +216,7 @@ class SearchPlan:
         for name, prefetch in zip(self._first_stage_names(vectors), legs, strict=True):
             requests[name] = self._query(prefetch, self.prefetch_limit)
         if vectors.colbert is not None:
-            if self.mode == "colbert" or not legs:
+            if self.mode == "colbert" or vectors.dense is None:
                 requests["colbert"] = self._query(
                     _nearest(vectors.colbert, COLBERT), self.prefetch_limit
                 )

@@ -1335,11 +1335,22 @@ class EncodedElsewhere:
 
 
 def _widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
-    """The same query asking for ``fetch`` chunks (and at least as many candidates)."""
-    prefetch = request.prefetch
-    if isinstance(prefetch, models.Prefetch) and (prefetch.limit or 0) < fetch:
-        prefetch = prefetch.model_copy(update={"limit": fetch})
-    return request.model_copy(update={"limit": fetch, "prefetch": prefetch})
+    """The same query asking for ``fetch`` chunks, every stage under it for at least as many
+    candidates (a fused hybrid query: each leg and the rerank)."""
+    return request.model_copy(update={"limit": fetch, "prefetch": _wider(request.prefetch, fetch)})
+
+
+def _wider(prefetch: Any, fetch: int) -> Any:
+    if prefetch is None:
+        return None
+    if isinstance(prefetch, list):
+        return [_wider(p, fetch) for p in prefetch]
+    return prefetch.model_copy(
+        update={
+            "limit": max(prefetch.limit or 0, fetch),
+            "prefetch": _wider(prefetch.prefetch, fetch),
+        }
+    )
 
 
 def _slice(batch: _Batch, start: int, stop: int) -> _Batch:

@@ -834,17 +834,41 @@ def _openapi(app: FastAPI, *, bearer: bool) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
+    from .cohere import COHERE_PATHS
+
     error_schema = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    # Cohere's routes answer Cohere's body; the key and size checks before them, OpenAI's.
+    cohere_schema = {
+        "schema": {
+            "anyOf": [
+                {"$ref": "#/components/schemas/ErrorBody"},
+                {"$ref": "#/components/schemas/CohereErrorBody"},
+            ]
+        }
+    }
     for path, item in schema.get("paths", {}).items():
         for operation in item.values():
             responses = operation.get("responses", {})
             responses.pop("422", None)
             for status, response in responses.items():
                 if status[0] in "45":  # errors are JSON even where the route's answer is not
-                    response["content"] = {"application/json": error_schema}
+                    body = cohere_schema if path in COHERE_PATHS else error_schema
+                    response["content"] = {"application/json": body}
             if bearer and path != "/health":
                 operation["security"] = [{"bearer": []}]
     components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["CohereErrorBody"] = {
+        "title": "CohereErrorBody",
+        "description": "The error body of Cohere's routes (Cohere's shape).",
+        "type": "object",
+        "required": ["id", "message"],
+        "properties": {
+            "id": {"type": "string"},
+            "message": {"type": "string"},
+            "code": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "param": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+    }
     for unused in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(unused, None)
     if bearer:

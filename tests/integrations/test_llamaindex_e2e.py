@@ -143,8 +143,10 @@ def index(client: QdrantClient, minilm: DenseEncoder) -> VectorStoreIndex:
 def writer(
     client: QdrantClient, minilm: DenseEncoder, minilm_colbert: LateInteractionEncoder
 ) -> MultiVectorWriter:
+    # Without the lexical leg: the retriever's hybrid is then dense prefetch + MaxSim, which
+    # the comparison with LFMColBERTRerank over the dense hits below relies on.
     w = MultiVectorWriter(
-        client, f"li-{uuid.uuid4().hex[:8]}", dense=minilm, colbert=minilm_colbert
+        client, f"li-{uuid.uuid4().hex[:8]}", dense=minilm, colbert=minilm_colbert, lexical=False
     )
     w.add(list(PASSAGES.values()), ids=list(PASSAGES), metadata=[{"key": k} for k in PASSAGES])
     return w

@@ -445,6 +445,7 @@ def test_eval_on_a_scifact_slice_matches_brute_force_search(
             "none",
             "--mode",
             "dense",
+            "--no-chunking",  # documents whole (cut at the window), as the numpy search reads them
             "--path",
             str(tmp_path / "q"),
             "--quiet",

@@ -54,6 +54,11 @@ OPERATIONS = [
     ("POST", "/v1/multivector"),
     ("POST", "/v1/rerank"),
     ("POST", "/v1/search"),
+    ("GET", "/v1/models/{model_id}"),
+    ("GET", "/v1/collections"),
+    ("POST", "/v1/embed"),
+    ("POST", "/v2/embed"),
+    ("POST", "/v2/rerank"),
 ]
 
 

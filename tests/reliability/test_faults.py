@@ -195,7 +195,10 @@ class CountingEncoder:
         # The digest and the tokenizer (which sizes the chunks) are part of every
         # document's fingerprint: without them the rerun would rewrite every document.
         self.checkpoint_digest = inner.checkpoint_digest
-        self.tokenizer, self.max_length = inner.tokenizer, inner.max_length
+        self.tokenizer = inner.tokenizer
+        for window in ("max_length", "document_length"):  # dense / ColBERT
+            if hasattr(inner, window):
+                setattr(self, window, getattr(inner, window))
         self.count_tokens = inner.count_tokens
         self.encoded = 0
 
@@ -287,6 +290,12 @@ def _assert_same_collection(got: dict[str, Any], expected: dict[str, Any]) -> No
     for key, (payload, vectors) in expected.items():
         assert got[key][0] == payload
         for name, vector in vectors.items():
+            if hasattr(vector, "indices"):  # the bm25 sparse vector: the same terms, weights
+                other = got[key][1][name]
+                assert dict(zip(other.indices, other.values, strict=True)) == pytest.approx(
+                    dict(zip(vector.indices, vector.values, strict=True))
+                )
+                continue
             np.testing.assert_allclose(got[key][1][name], vector, atol=1e-5)
 
 
