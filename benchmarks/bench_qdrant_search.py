@@ -111,7 +111,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    kind: str, n: int, workdir: Path, queries: int, datatype: str, tokens: tuple[int, int]
+    kind: str,
+    n: int,
+    workdir: Path,
+    queries: int,
+    datatype: str,
+    tokens: tuple[int, int],
+    lexical: bool = True,
 ) -> dict[str, Any]:
     lengths = lengths_for(n, *tokens)
     dense, colbert = Synthetic("dense", lengths), Synthetic("colbert", lengths)
@@ -119,7 +125,13 @@ def run(
     texts = [f"doc {i}" for i in range(n)]
     store = open_store(kind, path)
     writer = MultiVectorWriter(
-        store, "bench", dense=dense, colbert=colbert, batch_size=256, colbert_datatype=datatype
+        store,
+        "bench",
+        dense=dense,
+        colbert=colbert,
+        batch_size=256,
+        colbert_datatype=datatype,
+        lexical=lexical,
     )
     start = time.perf_counter()
     for s in range(0, n, 4096):  # bounded memory: the vectors of one slice at a time
@@ -152,6 +164,7 @@ def run(
     return {
         "store": kind,
         "points": n,
+        "lexical": lexical,
         "colbert_datatype": datatype,
         "tokens_mean": statistics.fmean(lengths),
         "write_points_per_s": n / write_s,
@@ -184,6 +197,13 @@ def main() -> None:
     parser.add_argument("--tokens", default="16,300", help="token vectors per document: LOW,HIGH")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--lexical",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the bm25 leg (hybrid = every leg, fused) or not (dense prefetch, MaxSim); both: "
+        "each size twice, interleaved",
+    )
     args = parser.parse_args()
     print(f"# {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"# {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -195,17 +215,20 @@ def main() -> None:
                     continue
                 queries = args.queries if kind == "edge" else args.local_queries
                 low, high = (int(x) for x in args.tokens.split(","))
-                result = run(kind, n, Path(tmp), queries, args.datatype, (low, high))
-                results.append(result)
-                print(json.dumps(result))
+                legs = {"on": [True], "off": [False], "both": [False, True]}[args.lexical]
+                for lexical in legs:
+                    result = run(kind, n, Path(tmp), queries, args.datatype, (low, high), lexical)
+                    results.append(result)
+                    print(json.dumps(result))
     print()
     print(
-        "| store | points | write pts/s | optimize s | p50 ms | p99 ms | batch ms/q | reopen s | disk MB |"
+        "| store | points | bm25 | write pts/s | optimize s | p50 ms | p99 ms | batch ms/q | reopen s | disk MB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['store']} | {r['points']:,} | {r['write_points_per_s']:,.0f} | {r['optimize_s']:.1f} "
+            f"| {r['store']} | {r['points']:,} | {'yes' if r['lexical'] else 'no'} "
+            f"| {r['write_points_per_s']:,.0f} | {r['optimize_s']:.1f} "
             f"| {r['search_p50_ms']:.1f} | {r['search_p99_ms']:.1f} | {r['batch32_ms_per_query']:.1f} "
             f"| {r['reopen_s']:.2f} | {r['disk_mb']:,.0f} |"
         )
