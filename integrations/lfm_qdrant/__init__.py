@@ -13,6 +13,7 @@ Usage::
 from .chunking import Chunk, Chunker, ChunkingOptions
 from .documents import CHUNK_KEY, SyncReport, chunk_point_id, document_key
 from .edge import EdgeStore, StoreError, StoreFullError
+from .encoders import EncodedElsewhere
 from .filters import FilterError, as_filter
 from .fingerprint import METADATA_KEY, CollectionRecord, ModelRecord
 from .layout import COLBERT, DENSE, validate_collection_name
@@ -20,7 +21,7 @@ from .lexical import LEXICAL, LexicalConfig
 from .points import KEY_NAMESPACE, TEXT_NAMESPACE, PointId, point_id, text_point_id
 from .search import FUSIONS, MODES, ExplainedPoint, Fusion, LegRank, SearchMode
 from .upload import DEFAULT_MAX_REQUEST_BYTES, MAX_MULTIVECTOR_FLOATS
-from .writer import EncodedElsewhere, MultiVectorWriter
+from .writer import MultiVectorWriter
 
 
 def __getattr__(name: str) -> object:

@@ -17,6 +17,7 @@ id; its payload keeps the chunk text and ``_lfm`` (chunk index and span).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from qdrant_client import models
 
@@ -60,3 +61,24 @@ def needs_more(fetched: int, asked: int, documents: int, limit: int) -> bool:
     False
     """
     return documents < limit and fetched >= asked and asked < MAX_FETCH
+
+
+def widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
+    """The same query asking for ``fetch`` chunks, every stage under it for at least as many
+    candidates (a fused hybrid query: each leg and the rerank)."""
+    return request.model_copy(
+        update={"limit": fetch, "prefetch": wider_prefetch(request.prefetch, fetch)}
+    )
+
+
+def wider_prefetch(prefetch: Any, fetch: int) -> Any:
+    if prefetch is None:
+        return None
+    if isinstance(prefetch, list):
+        return [wider_prefetch(p, fetch) for p in prefetch]
+    return prefetch.model_copy(
+        update={
+            "limit": max(prefetch.limit or 0, fetch),
+            "prefetch": wider_prefetch(prefetch.prefetch, fetch),
+        }
+    )

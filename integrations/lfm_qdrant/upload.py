@@ -200,3 +200,23 @@ class RetryPolicy:
             self.max_retries,
             delay,
         )
+
+
+def log_cuts(truncated: int, without_colbert: int, colbert_dim: int | None) -> None:
+    """Warn once per call about token vectors cut to fit and documents left without ColBERT."""
+    if truncated:
+        logger.warning(
+            "%d document(s) had more token vectors than Qdrant stores in one multivector "
+            "(%d numbers); kept the first %d vectors of each",
+            truncated,
+            MAX_MULTIVECTOR_FLOATS,
+            MAX_MULTIVECTOR_FLOATS // (colbert_dim or 1),
+            extra={"lfm_summable_args": 1},
+        )
+    if without_colbert:
+        logger.warning(
+            "%d document(s) got no ColBERT vectors (empty, or only skiplisted tokens); "
+            "they are stored without a 'colbert' vector and a rerank cannot return them",
+            without_colbert,
+            extra={"lfm_summable_args": 1},
+        )

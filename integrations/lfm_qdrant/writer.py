@@ -8,7 +8,6 @@ moved to a worker thread. So every store gets the same batching, checks and retr
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -21,11 +20,7 @@ from tqdm.auto import tqdm
 
 from lfm_core import (
     CollectionError,
-    DenseEncoder,
     InputError,
-    LateInteractionEncoder,
-    LoadOptions,
-    resolve_encoder,
     validate_texts,
 )
 from lfm_core.validation import check_positive_int
@@ -40,9 +35,10 @@ from .documents import (
     expand_documents,
     fingerprint,
 )
+from .encoders import EncodedElsewhere, load_encoder, model_label
 from .filters import as_filter
-from .fingerprint import CollectionRecord, ModelRecord
-from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more
+from .fingerprint import CollectionRecord
+from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more, widened
 from .layout import (
     COLBERT,
     DENSE,
@@ -59,27 +55,26 @@ from .search import (
     FUSIONS,
     Fusion,
     Legs,
-    QueryVectors,
     SearchMode,
     SearchPlan,
     encode_queries,
     explain_points,
     query_kwargs,
     resolve_mode,
-    vector_request,
 )
 from .steps import Call, StepDriver, Steps, Work
+from .store_api import StoreMethods
 from .upload import (
     CLIENT_ERRORS,
     DEFAULT_MAX_REQUEST_BYTES,
-    MAX_MULTIVECTOR_FLOATS,
     RetryPolicy,
     estimate_point_bytes,
     fit_multivector,
+    log_cuts,
     split_requests,
 )
 
-__all__ = ["MultiVectorWriter", "SearchMode", "SyncReport"]
+__all__ = ["EncodedElsewhere", "MultiVectorWriter", "SearchMode", "SyncReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +92,7 @@ class _Batch:
     heads: int = 0  # the last ``heads`` points are chunk 0s, written after the rest
 
 
-class MultiVectorWriter:
+class MultiVectorWriter(StoreMethods):
     """Writes texts to a Qdrant collection with dense and ColBERT vectors, and searches it.
 
     The collection (created on the first :meth:`add` if missing) holds named vectors
@@ -218,8 +213,8 @@ class MultiVectorWriter:
             )
         self.client = client
         self.collection_name = collection_name
-        self.dense = _load_encoder(dense, "dense", device)
-        self.colbert = _load_encoder(colbert, "colbert", device)
+        self.dense = load_encoder(dense, "dense", device)
+        self.colbert = load_encoder(colbert, "colbert", device)
         if self.dense is None and self.colbert is None and not lexical:
             raise TypeError(
                 "MultiVectorWriter needs dense=, colbert=, or the lexical leg; got none of them"
@@ -277,7 +272,7 @@ class MultiVectorWriter:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(collection_name={self.collection_name!r}, "
-            f"dense={_model_name(self.dense)}, colbert={_model_name(self.colbert)})"
+            f"dense={model_label(self.dense)}, colbert={model_label(self.colbert)})"
         )
 
     # ---------------------------------------------------------------- public, sync
@@ -376,83 +371,6 @@ class MultiVectorWriter:
         return await self._drive(
             self._sync_steps(texts, ids, metadata, delete_missing, show_progress, progress)
         )
-
-    def add_encoded(
-        self,
-        texts: Iterable[str],
-        *,
-        dense_vectors: Any = None,
-        colbert_vectors: Any = None,
-        ids: Iterable[str | int] | None = None,
-        metadata: Iterable[Mapping[str, Any] | None] | None = None,
-    ) -> list[PointId]:
-        """Upsert texts whose vectors were encoded elsewhere (by :mod:`lfm_ray`'s workers).
-
-        The same ids, payloads, collection checks, request splitting and retries as
-        :meth:`add`; only the encoding is skipped. The vectors must come from the models
-        this writer was built with (loaded encoders, or their
-        :class:`~lfm_qdrant.ModelRecord`), encoded with ``encode_documents``.
-
-        Args:
-            texts: the documents.
-            dense_vectors: ``[len(texts), dim]`` float32, when the writer has a dense model.
-            colbert_vectors: one ``[n_tokens_i, dim]`` array per text, when it has ColBERT.
-            ids: as for :meth:`add`.
-            metadata: as for :meth:`add`.
-
-        Returns:
-            The stored point ids in input order.
-
-        Raises:
-            TypeError: vectors for a model the writer lacks, or missing for one it has.
-            InputError: a vector count or width that does not match.
-        """
-        if self._is_async:
-            raise TypeError("add_encoded() needs a sync QdrantClient or an EdgeStore")
-        texts = validate_texts(texts)
-        keys = validate_ids(ids, texts)
-        stored_payloads = payloads(metadata, texts)
-        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
-        colbert = self._check_vectors(
-            "colbert_vectors", colbert_vectors, self._layout.colbert_dim, texts
-        )
-        if not texts:
-            return []
-
-        digests = [
-            fingerprint(key, text, payload, self._fingerprint_base)
-            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
-        ]
-        # One point per text (its vectors are given): chunk 0 of a one-chunk document.
-        _, _, stored_payloads, _ = expand_documents(None, texts, keys, stored_payloads, digests)
-
-        def steps() -> Steps[list[PointId]]:
-            yield from self._ensure_collection(write=True)
-            batch = self._points(keys, stored_payloads, dense, colbert, self._bm25(texts))
-            yield from self._upsert_steps(batch)
-            _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
-            return keys
-
-        return self._run(steps())
-
-    def _check_vectors(
-        self, name: str, vectors: Any, dim: int | None, texts: list[str]
-    ) -> list[np.ndarray] | None:
-        if dim is None:
-            if vectors is not None:
-                raise TypeError(f"{name} given, but this writer has no such model")
-            return None
-        if vectors is None:
-            raise TypeError(f"{name} missing: this writer's collection stores them")
-        rows = [np.asarray(v, dtype=np.float32) for v in vectors]
-        if len(rows) != len(texts):
-            raise InputError(f"{name} has {len(rows)} entries for {len(texts)} texts")
-        ndim = 1 if name == "dense_vectors" else 2
-        expected = f"[{dim}]" if ndim == 1 else f"[n_tokens, {dim}]"
-        for i, row in enumerate(rows):
-            if row.ndim != ndim or row.shape[-1] != dim:
-                raise InputError(f"{name}[{i}] has shape {row.shape}; expected {expected}")
-        return rows
 
     def search(
         self,
@@ -645,286 +563,6 @@ class MultiVectorWriter:
         """Async :meth:`count`."""
         return await self._drive(self._count_steps(query_filter))
 
-    # ------------------------------------------ for the framework vector stores (lfm_langchain,
-    # lfm_llamaindex): stored records by id, queries by a given vector, dense vectors given
-
-    @staticmethod
-    def stored_record(client: Any, collection_name: str) -> CollectionRecord | None:
-        """The model record of an existing collection (``None``: no such collection or no
-        record), to build a writer for the models that wrote it. Sync clients only.
-
-        Raises:
-            CollectionError: a record is there but malformed.
-        """
-        if not client.collection_exists(collection_name=collection_name):
-            return None
-        info = client.get_collection(collection_name=collection_name)
-        return CollectionRecord.from_metadata(info.config.metadata, collection_name)
-
-    def get(
-        self,
-        ids: Iterable[str | int] | None = None,
-        *,
-        query_filter: models.Filter | Mapping[str, Any] | None = None,
-    ) -> list[models.Record]:
-        """The stored points among ``ids``, in the order of ``ids``; missing ones left out.
-
-        Args:
-            ids: ids as :meth:`add` took or returned them.
-            query_filter: instead of ``ids``: every point that matches this payload filter
-                (read page by page, in id order).
-
-        Returns:
-            ``models.Record`` s with their payload (no vectors).
-
-        Raises:
-            TypeError: an id that is not a ``str``/``int``.
-            InputError: both or neither of ``ids`` and ``query_filter``.
-            CollectionError: the collection does not exist or was written by other models.
-        """
-        self._require_sync("get", "aget")
-        return self._run(self._get_steps(ids, query_filter))
-
-    async def aget(
-        self,
-        ids: Iterable[str | int] | None = None,
-        *,
-        query_filter: models.Filter | Mapping[str, Any] | None = None,
-    ) -> list[models.Record]:
-        """Async :meth:`get`."""
-        return await self._drive(self._get_steps(ids, query_filter))
-
-    def search_vector(
-        self,
-        vector: Any,
-        limit: int = 10,
-        query_filter: models.Filter | Mapping[str, Any] | None = None,
-        *,
-        mmr_diversity: float | None = None,
-        mmr_candidates: int | None = None,
-        colbert_query: str | None = None,
-        prefetch_limit: int = 100,
-    ) -> list[models.ScoredPoint]:
-        """Search the ``dense`` vectors with a query vector embedded by the caller.
-
-        Args:
-            vector: ``[dim]`` floats, from the writer's dense model (its query side).
-            limit: how many points to return.
-            query_filter: as for :meth:`search`.
-            mmr_diversity: diversify the results by maximal marginal relevance, inside
-                Qdrant: 0 is plain relevance, 1 the most diverse; ``None``: no MMR.
-            mmr_candidates: nearest points MMR picks from (at least ``limit``).
-            colbert_query: the query text: run the hybrid mode of :meth:`search` (its ColBERT
-                and lexical legs from this text) with ``vector`` as the dense leg.
-            prefetch_limit: candidates of that rerank (>= ``limit``).
-
-        Returns:
-            Best first (in MMR order with ``mmr_diversity``), scored by cosine (the hybrid
-            score with ``colbert_query``).
-
-        Raises:
-            InputError: a vector of the wrong shape, a bad ``limit`` or diversity.
-            TypeError: the writer has no dense model (or no ColBERT model for
-                ``colbert_query``).
-        """
-        self._require_sync("search_vector", "asearch_vector")
-        rerank = (colbert_query, prefetch_limit)
-        return self._run(
-            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
-        )
-
-    async def asearch_vector(
-        self,
-        vector: Any,
-        limit: int = 10,
-        query_filter: models.Filter | Mapping[str, Any] | None = None,
-        *,
-        mmr_diversity: float | None = None,
-        mmr_candidates: int | None = None,
-        colbert_query: str | None = None,
-        prefetch_limit: int = 100,
-    ) -> list[models.ScoredPoint]:
-        """Async :meth:`search_vector`."""
-        rerank = (colbert_query, prefetch_limit)
-        return await self._drive(
-            self._vector_steps(vector, limit, query_filter, mmr_diversity, mmr_candidates, rerank)
-        )
-
-    def add_dense(
-        self,
-        texts: Iterable[str],
-        dense_vectors: Any,
-        *,
-        ids: Iterable[str | int] | None = None,
-        metadata: Iterable[Mapping[str, Any] | None] | None = None,
-    ) -> list[PointId]:
-        """Upsert texts whose dense vectors the caller has; ColBERT is encoded here.
-
-        For frameworks that embed documents themselves (LlamaIndex nodes carry their
-        embedding). Ids, payloads, checks and requests as :meth:`add`.
-
-        Args:
-            texts: the documents.
-            dense_vectors: ``[len(texts), dim]`` floats from the writer's dense model.
-            ids: as for :meth:`add`.
-            metadata: as for :meth:`add`.
-
-        Returns:
-            The stored point ids in input order.
-
-        Raises:
-            TypeError: the writer has no dense model; a text or id of the wrong type.
-            InputError: a vector count or width that does not match; as :meth:`add`.
-        """
-        self._require_sync("add_dense", "aadd_dense")
-        return self._run(self._add_dense_steps(texts, dense_vectors, ids, metadata))
-
-    async def aadd_dense(
-        self,
-        texts: Iterable[str],
-        dense_vectors: Any,
-        *,
-        ids: Iterable[str | int] | None = None,
-        metadata: Iterable[Mapping[str, Any] | None] | None = None,
-    ) -> list[PointId]:
-        """Async :meth:`add_dense`."""
-        return await self._drive(self._add_dense_steps(texts, dense_vectors, ids, metadata))
-
-    def _get_steps(
-        self,
-        ids: Iterable[str | int] | None,
-        query_filter: models.Filter | Mapping[str, Any] | None,
-    ) -> Steps[list[models.Record]]:
-        if (ids is None) == (query_filter is None):
-            raise InputError("get() takes ids or query_filter, one of the two")
-        if ids is None:
-            flt = as_filter(query_filter)
-            yield from self._ensure_collection(write=False)
-            found: list[models.Record] = []
-            offset = None
-            while True:
-                page, offset = yield Call(
-                    "scroll",
-                    {
-                        "collection_name": self.collection_name,
-                        "scroll_filter": flt,
-                        "limit": self._batch_size,
-                        "offset": offset,
-                        "with_payload": True,
-                        "with_vectors": False,
-                    },
-                )
-                found.extend(page)
-                if offset is None:
-                    return found
-        if isinstance(ids, (str, bytes)):
-            raise TypeError("ids must be a list of str or int, not a single str")
-        keys = []
-        for i, key in enumerate(ids):
-            try:
-                keys.append(point_id(key))
-            except (TypeError, InputError) as error:
-                raise type(error)(f"ids[{i}]: {error}") from None
-        if not keys:
-            return []
-        yield from self._ensure_collection(write=False)
-        records = yield Call(
-            "retrieve",
-            {
-                "collection_name": self.collection_name,
-                "ids": keys,
-                "with_payload": True,
-                "with_vectors": False,
-            },
-        )
-        by_id = {str(record.id): record for record in records}
-        return [by_id[str(key)] for key in keys if str(key) in by_id]
-
-    def _vector_steps(
-        self,
-        vector: Any,
-        limit: int,
-        query_filter: models.Filter | Mapping[str, Any] | None,
-        mmr_diversity: float | None,
-        mmr_candidates: int | None,
-        rerank: tuple[str | None, int],
-    ) -> Steps[list[models.ScoredPoint]]:
-        if self._layout.dense_dim is None:
-            raise TypeError("search_vector() searches the dense vectors; this writer has none")
-        limit = check_positive_int(limit, "limit")
-        colbert_query, prefetch_limit = rerank
-        prefetch_limit = check_positive_int(prefetch_limit, "prefetch_limit")
-        if colbert_query is not None:
-            if self.colbert is None:
-                raise TypeError("colbert_query needs a writer with a ColBERT model")
-            validate_texts([colbert_query], "colbert_query")
-            if prefetch_limit < limit:
-                raise InputError(
-                    f"prefetch_limit ({prefetch_limit}) is smaller than limit ({limit})"
-                )
-        shape = np.shape(vector)
-        if shape != (self._layout.dense_dim,):
-            raise InputError(
-                f"the query vector has shape {shape}; expected [{self._layout.dense_dim}]"
-            )
-        flt = as_filter(query_filter)
-        yield from self._ensure_collection(write=False)
-        if colbert_query is not None:
-            if mmr_diversity is not None:
-                raise InputError("MMR diversifies the dense results; it has no ColBERT rerank")
-            # The hybrid plan of search(), with the caller's dense vector in the dense leg.
-            legs = Legs(dense=None, colbert=self.colbert, lexical=self._lexical)
-            (encoded,) = yield Work(encode_queries, ([colbert_query], "hybrid", legs))
-            vectors = QueryVectors(
-                dense=np.asarray(vector, dtype=np.float32).tolist(),
-                colbert=encoded.colbert,
-                lexical=encoded.lexical,
-            )
-            plan = SearchPlan("hybrid", limit, prefetch_limit, flt)
-            request = plan.request(vectors)
-        else:
-            request = vector_request(
-                vector, limit, flt, mmr_diversity=mmr_diversity, mmr_candidates=mmr_candidates
-            )
-        if request is None:
-            return []
-        response = yield Call(
-            "query_points", {"collection_name": self.collection_name, **query_kwargs(request)}
-        )
-        return list(response.points)
-
-    def _add_dense_steps(
-        self,
-        texts: Iterable[str],
-        dense_vectors: Any,
-        ids: Iterable[str | int] | None,
-        metadata: Iterable[Mapping[str, Any] | None] | None,
-    ) -> Steps[list[PointId]]:
-        texts = validate_texts(texts)
-        keys = validate_ids(ids, texts)
-        stored_payloads = payloads(metadata, texts)
-        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
-        if dense is None:
-            raise TypeError("add_dense() needs a writer with a dense model")
-        if not texts:
-            return []
-        yield from self._ensure_collection(write=True)
-        for start in range(0, len(texts), self._batch_size):
-            part = slice(start, start + self._batch_size)
-            colbert = None
-            if self.colbert is not None:
-                pooled = {"pool_factor": self._pool_factor} if self._pool_factor > 1 else {}
-                encode = functools.partial(
-                    self.colbert.encode_documents, show_progress=False, **pooled
-                )
-                colbert = yield Work(encode, (texts[part],))
-            batch = self._points(
-                keys[part], stored_payloads[part], dense[part], colbert, self._bm25(texts[part])
-            )
-            yield from self._upsert_steps(batch)
-            _log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
-        return keys
-
     # ------------------------------------------------------------------- the steps
 
     def _add_steps(
@@ -978,7 +616,7 @@ class MultiVectorWriter:
                 bar.update(len(todo))
                 if progress is not None:
                     progress(min(self._batch_size, len(texts) - start))
-        _log_cuts(truncated, without_colbert, self._layout.colbert_dim)
+        log_cuts(truncated, without_colbert, self._layout.colbert_dim)
         return keys
 
     def _sync_steps(
@@ -1173,7 +811,7 @@ class MultiVectorWriter:
                 hits[i] = best_per_document(results[i], limit)
                 asked = int(requests[i].limit or 0)
                 if needs_more(len(results[i]), asked, len(hits[i]), limit):
-                    requests[i] = _widened(requests[i], min(2 * asked, MAX_FETCH))
+                    requests[i] = widened(requests[i], min(2 * asked, MAX_FETCH))
                     again.append(i)
             if again:
                 more = yield from self._query_steps([requests[i] for i in again], single)
@@ -1315,89 +953,10 @@ class MultiVectorWriter:
 # ---------------------------------------------------------------------- helpers
 
 
-class EncodedElsewhere:
-    """Stands for a model that runs in other processes: the writer records and checks it,
-    and writes its vectors (:meth:`MultiVectorWriter.add_encoded`), but cannot encode."""
-
-    def __init__(self, record: ModelRecord) -> None:
-        self.model_name = record.model
-        self.dim = record.dim
-        self.revision = record.revision
-        self.checkpoint_digest = record.digest
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"{self.model_name} is given as a ModelRecord: this writer writes vectors encoded "
-            "elsewhere (add_encoded) and cannot encode; pass a loaded encoder or a model name"
-        )
-
-    encode_documents = encode_queries = _refuse
-
-
-def _widened(request: models.QueryRequest, fetch: int) -> models.QueryRequest:
-    """The same query asking for ``fetch`` chunks, every stage under it for at least as many
-    candidates (a fused hybrid query: each leg and the rerank)."""
-    return request.model_copy(update={"limit": fetch, "prefetch": _wider(request.prefetch, fetch)})
-
-
-def _wider(prefetch: Any, fetch: int) -> Any:
-    if prefetch is None:
-        return None
-    if isinstance(prefetch, list):
-        return [_wider(p, fetch) for p in prefetch]
-    return prefetch.model_copy(
-        update={
-            "limit": max(prefetch.limit or 0, fetch),
-            "prefetch": _wider(prefetch.prefetch, fetch),
-        }
-    )
-
-
 def _slice(batch: _Batch, start: int, stop: int) -> _Batch:
     return _Batch(points=batch.points[start:stop], sizes=batch.sizes[start:stop])
-
-
-def _load_encoder(value: Any, kind: str, device: str) -> Any:
-    """An encoder from what the caller passed as ``dense=`` or ``colbert=`` (or ``None``)."""
-    if value is None:
-        return None
-    if isinstance(value, ModelRecord):
-        return EncodedElsewhere(value)
-    options = LoadOptions(device=device)
-    if kind == "dense":
-        return resolve_encoder(
-            DenseEncoder, value, options=options, owner="MultiVectorWriter dense="
-        )
-    return resolve_encoder(
-        LateInteractionEncoder, value, options=options, owner="MultiVectorWriter colbert="
-    )
-
-
-def _log_cuts(truncated: int, without_colbert: int, colbert_dim: int | None) -> None:
-    if truncated:
-        logger.warning(
-            "%d document(s) had more token vectors than Qdrant stores in one multivector "
-            "(%d numbers); kept the first %d vectors of each",
-            truncated,
-            MAX_MULTIVECTOR_FLOATS,
-            MAX_MULTIVECTOR_FLOATS // (colbert_dim or 1),
-            extra={"lfm_summable_args": 1},
-        )
-    if without_colbert:
-        logger.warning(
-            "%d document(s) got no ColBERT vectors (empty, or only skiplisted tokens); "
-            "they are stored without a 'colbert' vector and a rerank cannot return them",
-            without_colbert,
-            extra={"lfm_summable_args": 1},
-        )
 
 
 def _tqdm_disable(show: bool | None) -> bool | None:
     # tqdm: disable=None hides the bar when stderr is not a terminal.
     return None if show is None else not show
-
-
-def _model_name(encoder: Any) -> str | None:
-    if encoder is None:
-        return None
-    return repr(getattr(encoder, "model_name", type(encoder).__name__))
