@@ -609,13 +609,8 @@ def _search(args: argparse.Namespace) -> int:
             explain=args.explain,
             chunks=args.chunks,
         )
-        explained: list[Any] = [None] * len(points)
-        if matches:
-            from lfm_qdrant.explain import explain_hits
-
-            explained = explain_hits(
-                colbert, args.query, points, store=client, collection_name=collection
-            )
+        # With a ColBERT model loaded, explain=True hits carry their token matches.
+        explained: list[Any] = [getattr(point, "explanation", None) for point in points]
     if args.json:
         for point, why in zip(points, explained, strict=True):
             print(json.dumps(_hit_json(point, why), ensure_ascii=False))

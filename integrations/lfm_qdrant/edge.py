@@ -604,7 +604,7 @@ class EdgeStore:
         query_filter: models.Filter | None = None,
         limit: int = 10,
         with_payload: bool = True,
-        with_vectors: bool = False,
+        with_vectors: bool | list[str] = False,
         score_threshold: float | None = None,
         **kwargs: Any,
     ) -> rest.QueryResponse:

@@ -38,6 +38,7 @@ import pydantic
 from qdrant_client import models
 
 from lfm_core import InputError
+from lfm_core.explain import Explanation
 
 from .layout import COLBERT, DENSE
 from .lexical import LEXICAL, LexicalConfig
@@ -292,7 +293,7 @@ def _nearest(vector: Any, using: str) -> models.Prefetch:
 
 def query_kwargs(request: models.QueryRequest) -> dict[str, Any]:
     """A batch request as the keyword arguments of ``query_points`` (less the collection)."""
-    return {
+    kwargs = {
         "query": request.query,
         "using": request.using,
         "prefetch": request.prefetch,
@@ -300,6 +301,9 @@ def query_kwargs(request: models.QueryRequest) -> dict[str, Any]:
         "limit": request.limit,
         "with_payload": request.with_payload,
     }
+    if request.with_vector:
+        kwargs["with_vectors"] = request.with_vector
+    return kwargs
 
 
 class LegRank(pydantic.BaseModel):
@@ -315,9 +319,16 @@ class ExplainedPoint(models.ScoredPoint):
 
     ``legs`` maps ``"dense"``, ``"lexical"`` and ``"colbert"`` to a :class:`LegRank`; a leg
     that did not find the hit among its ``prefetch_limit`` candidates is absent.
+    ``explanation`` is the hit's MaxSim taken apart token by token
+    (:class:`lfm_core.Explanation`: which document token each query token matched, with
+    character spans), from the ColBERT vectors the collection stored; ``None`` when the
+    writer has no loaded ColBERT model or the hit has no text.
     """
 
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
     legs: dict[str, LegRank] = pydantic.Field(default_factory=dict)
+    explanation: Explanation | None = None
 
 
 def explain_points(
@@ -331,7 +342,9 @@ def explain_points(
     out = []
     for hit in hits:
         legs = {leg: found[str(hit.id)] for leg, found in ranks.items() if str(hit.id) in found}
-        out.append(ExplainedPoint(**dict(hit), legs=legs))
+        # Unvalidated: the hit came from the client; in explain mode it carries its ColBERT
+        # vectors, and pydantic's check of every number would cost more than the search.
+        out.append(ExplainedPoint.model_construct(**dict(hit), legs=legs))
     return out
 
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from lfm_core import (
     CollectionError,
     InputError,
+    LateInteractionEncoder,
     validate_texts,
 )
 from lfm_core.validation import check_positive_int
@@ -36,6 +37,7 @@ from .documents import (
     fingerprint,
 )
 from .encoders import EncodedElsewhere, load_encoder, model_label
+from .explain import explain_hits
 from .filters import as_filter
 from .fingerprint import CollectionRecord
 from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more, widened
@@ -55,6 +57,7 @@ from .search import (
     FUSIONS,
     Fusion,
     Legs,
+    QueryVectors,
     SearchMode,
     SearchPlan,
     encode_queries,
@@ -400,8 +403,10 @@ class MultiVectorWriter(StoreMethods):
             fusion: ``"rrf"`` (reciprocal rank fusion, k=60) or ``"dbsf"`` (distribution-based
                 score fusion), for the hybrid stages.
             explain: return :class:`~lfm_qdrant.ExplainedPoint` hits whose ``legs`` say which
-                legs found each hit, at what rank and score (the same query vectors: no
-                second encoding).
+                legs found each hit, at what rank and score, and whose ``explanation`` gives
+                the ColBERT token matches (with a loaded ColBERT model; from the vectors the
+                hits come back with and the search's own query vectors: nothing is encoded
+                or read twice).
             chunks: return chunks (several may come from one document) instead of at most
                 one hit per document.
 
@@ -789,6 +794,13 @@ class MultiVectorWriter(StoreMethods):
         plan = SearchPlan(mode, fetch, prefetch_limit, flt, fusion)
         vectors = yield Work(encode_queries, (items, mode, legs))
         planned = [plan.request(v) for v in vectors]
+        matches = explain and isinstance(self.colbert, LateInteractionEncoder)
+        if matches:
+            # The hits come with their ColBERT vectors: the token matches need no second read.
+            planned = [
+                None if r is None else r.model_copy(update={"with_vector": [COLBERT]})
+                for r in planned
+            ]
         # A query that can have no hit (lexical, no token left) sends no request.
         requests = {i: r for i, r in enumerate(planned) if r is not None}
         per_leg = [plan.leg_requests(v) if explain else {} for v in vectors]
@@ -802,7 +814,10 @@ class MultiVectorWriter(StoreMethods):
         if explain:  # chunk by chunk, before grouping (a grouped hit keeps its chunk's legs)
             results = [explain_points(r, f) for r, f in zip(results, found_by, strict=True)]
         if chunks:
-            return [points[:limit] for points in results]
+            results = [points[:limit] for points in results]
+            if matches:
+                results = yield Work(self._token_matches, (items, vectors, results))
+            return results
         hits: list[list[models.ScoredPoint]] = [[] for _ in planned]
         todo = list(requests)
         while todo:
@@ -818,7 +833,28 @@ class MultiVectorWriter(StoreMethods):
                 for i, points in zip(again, more, strict=True):
                     results[i] = explain_points(points, found_by[i]) if explain else points
             todo = again
+        if matches:
+            hits = yield Work(self._token_matches, (items, vectors, hits))
         return hits
+
+    def _token_matches(
+        self, queries: list[str], vectors: list[QueryVectors], hits: list[list[Any]]
+    ) -> list[list[Any]]:
+        """The hits with their ``explanation``, from the ColBERT vectors they came back with
+        and the query vectors the search used (encoded here only where its mode had none)."""
+        out = []
+        for query, encoded, points in zip(queries, vectors, hits, strict=True):
+            query_vectors = None
+            if encoded.colbert is not None:
+                query_vectors = np.asarray(encoded.colbert, dtype=np.float32)
+            explained = explain_hits(self.colbert, query, points, query_vectors=query_vectors)
+            out.append(
+                [
+                    point.model_copy(update={"explanation": why, "vector": None})
+                    for point, why in zip(points, explained, strict=True)
+                ]
+            )
+        return out
 
     def _query_steps(
         self, requests: list[models.QueryRequest], single: bool

@@ -36,7 +36,7 @@ from lfm_core import (
 
 from .batching import BatchingOptions, EncodeBatcher, Encoded, Overloaded, ServedEncoder, Side
 from .errors import ApiError, error_body, error_responses
-from .explaining import explain_rerank, explain_search
+from .explaining import explain_rerank
 from .inputs import aliases_of, refuse_over_long, resolve_input_type, split_alias
 from .metrics import ServiceMetrics
 from .playground import add_collections_route, add_playground
@@ -338,13 +338,10 @@ def create_app(
             for p in results
         ]
         if body.explain:
-            writer, _ = service._writers[body.collection]
-            explained = await service.wait(
-                request,
-                service.batcher.call(partial(explain_search, writer, service.store, body, results)),
-            )
-            for hit, why in zip(hits, explained, strict=True):
-                hit["explain"] = why
+            # The writer's explain path: token matches from the vectors the hits came with.
+            for hit, point in zip(hits, results, strict=True):
+                why = getattr(point, "explanation", None)
+                hit["explain"] = None if why is None else why.to_dict()
         return JSONResponse({"collection": body.collection, "mode": mode, "results": hits})
 
     add_collections_route(app, service)

@@ -1,8 +1,8 @@
 """``"explain": true`` on ``/v1/search`` and ``/v1/rerank``: each hit's ColBERT token matches.
 
-Run on the model thread, like the searches and scores they explain. Search hits are
-explained from the ColBERT vectors their collection stored (retrieved by id: the documents
-are not encoded again); rerank results from the vectors the rerank just computed.
+Run on the model thread, like the scores they explain: rerank results are explained from the
+vectors the rerank just computed. (Search hits are explained by the writer itself,
+``search(explain=True)``: from the ColBERT vectors the hits come back with.)
 """
 
 from __future__ import annotations
@@ -14,24 +14,8 @@ from lfm_core import LateInteractionEncoder
 from lfm_core.explain import explain_documents
 
 from .batching import Encoded, ServedEncoder
-from .schemas import SearchRequest
 
-__all__ = ["explain_rerank", "explain_search"]
-
-
-def explain_search(
-    writer: Any, store: Any, body: SearchRequest, hits: Sequence[Any]
-) -> list[dict[str, Any] | None]:
-    """Per hit, its explanation as JSON, or ``None`` (no ColBERT vectors, or no text)."""
-    from lfm_qdrant.explain import explain_hits
-
-    colbert = getattr(writer, "colbert", None)
-    if not hits or not isinstance(colbert, LateInteractionEncoder):
-        return [None] * len(hits)
-    explained = explain_hits(
-        colbert, body.query, hits, store=store, collection_name=body.collection
-    )
-    return [None if why is None else why.to_dict() for why in explained]
+__all__ = ["explain_rerank"]
 
 
 def explain_rerank(

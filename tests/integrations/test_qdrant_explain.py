@@ -76,3 +76,76 @@ def test_hits_without_text_are_none(store: Any, tiny_colbert: LateInteractionEnc
     hits[1].payload = {}
     explained = explain_hits(tiny_colbert, QUERY, hits, store=store, collection_name="docs")
     assert explained[0] is not None and explained[1] is None
+
+
+class _Counting:
+    """A store that counts the calls the writer makes through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if callable(attr):
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                self.calls.append(name)
+                return attr(*args, **kwargs)
+
+            return call
+        return attr
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "colbert", "dense", "lexical"])
+@pytest.mark.parametrize("chunks", [False, True])
+def test_search_explain_gives_token_matches_without_a_second_read_or_encoding(
+    store: Any,
+    tiny_dense: DenseEncoder,
+    tiny_colbert: LateInteractionEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    chunks: bool,
+) -> None:
+    MultiVectorWriter(store, "docs", dense=tiny_dense, colbert=tiny_colbert).add(DOCS)
+    counting = _Counting(store)
+    writer = MultiVectorWriter(counting, "docs", dense=tiny_dense, colbert=tiny_colbert)
+    encoded: list[int] = []
+    real = tiny_colbert.encode_queries
+
+    def encode_queries(*args: Any, **kwargs: Any) -> Any:
+        encoded.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_colbert, "encode_queries", encode_queries)
+    hits = writer.search(QUERY, limit=4, mode=mode, explain=True, chunks=chunks)  # type: ignore[arg-type]
+    assert hits
+    # One query encoding (in dense/lexical modes the search itself has none: explain adds it),
+    # and no retrieve of the hits' vectors: they come back with the query.
+    assert len(encoded) == 1
+    assert "retrieve" not in counting.calls
+    reference = explain_hits(tiny_colbert, QUERY, hits, store=store, collection_name="docs")
+    for hit, expected in zip(hits, reference, strict=True):
+        why = hit.explanation
+        assert why is not None and expected is not None
+        assert hit.vector is None  # the ColBERT rows are not handed to the caller
+        assert sum(m.similarity for m in why.matches) == pytest.approx(why.score, abs=1e-5)
+        assert why.score == pytest.approx(expected.score, abs=1e-5)
+        assert [m.document_span for m in why.matches] == [
+            m.document_span for m in expected.matches
+        ]
+        if mode == "colbert":
+            assert why.score == pytest.approx(hit.score, abs=1e-4)
+        text = hit.payload["text"]
+        for m in why.matches:
+            if m.document_span is not None:
+                assert text[m.document_span[0] : m.document_span[1]] == m.document_token
+
+
+def test_search_explain_without_a_colbert_model_has_legs_only(
+    store: Any, tiny_dense: DenseEncoder
+) -> None:
+    writer = MultiVectorWriter(store, "docs", dense=tiny_dense)
+    writer.add(DOCS)
+    hits = writer.search(QUERY, limit=2, explain=True)
+    assert hits and all(h.explanation is None and "dense" in h.legs for h in hits)
