@@ -110,6 +110,81 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class Built:
+    """One collection written and indexed, open for searching."""
+
+    def __init__(
+        self,
+        kind: str,
+        n: int,
+        workdir: Path,
+        datatype: str,
+        tokens: tuple[int, int],
+        lexical: bool,
+    ) -> None:
+        self.kind, self.n, self.lexical, self.datatype = kind, n, lexical, datatype
+        self.lengths = lengths_for(n, *tokens)
+        self.dense = Synthetic("dense", self.lengths)
+        self.colbert = Synthetic("colbert", self.lengths)
+        self.path = workdir / f"{kind}-{n}-{'bm25' if lexical else 'plain'}"
+        texts = [f"doc {i}" for i in range(n)]
+        self.store = open_store(kind, self.path)
+        self.writer = MultiVectorWriter(
+            self.store,
+            "bench",
+            dense=self.dense,
+            colbert=self.colbert,
+            batch_size=256,
+            colbert_datatype=datatype,
+            lexical=lexical,
+        )
+        start = time.perf_counter()
+        for s in range(0, n, 4096):  # bounded memory: the vectors of one slice at a time
+            self.writer.add(texts[s : s + 4096], ids=list(range(s, min(s + 4096, n))))
+        self.write_s = time.perf_counter() - start - self.dense.seconds - self.colbert.seconds
+        self.optimize_s = 0.0
+        if kind == "edge":
+            start = time.perf_counter()
+            self.store.optimize("bench")
+            self.optimize_s = time.perf_counter() - start
+        self.single: list[float] = []
+        self.writer.search("query 0")  # warm-up
+
+    def time_one(self, query: str) -> None:
+        start = time.perf_counter()
+        self.writer.search(query, limit=10, prefetch_limit=100)
+        self.single.append((time.perf_counter() - start) * 1000)
+
+    def finish(self, qs: list[str]) -> dict[str, Any]:
+        start = time.perf_counter()
+        for s in range(0, len(qs), 32):
+            self.writer.search_batch(qs[s : s + 32], limit=10, prefetch_limit=100)
+        batch_ms = (time.perf_counter() - start) * 1000 / len(qs)
+        self.store.close()
+        start = time.perf_counter()
+        store = open_store(self.kind, self.path)
+        MultiVectorWriter(store, "bench", dense=self.dense, colbert=self.colbert).search(qs[0])
+        reopen_s = time.perf_counter() - start
+        store.close()
+        disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        shutil.rmtree(self.path)
+        return {
+            "store": self.kind,
+            "points": self.n,
+            "lexical": self.lexical,
+            "colbert_datatype": self.datatype,
+            "tokens_mean": statistics.fmean(self.lengths),
+            "write_points_per_s": self.n / self.write_s,
+            "optimize_s": self.optimize_s,
+            "search_p50_ms": statistics.median(self.single),
+            "search_p99_ms": percentile(self.single, 0.99),
+            "batch32_ms_per_query": batch_ms,
+            "reopen_s": reopen_s,
+            "disk_mb": disk / 2**20,
+            "queries": len(qs),
+        }
+
+
 def run(
     kind: str,
     n: int,
@@ -117,65 +192,16 @@ def run(
     queries: int,
     datatype: str,
     tokens: tuple[int, int],
-    lexical: bool = True,
-) -> dict[str, Any]:
-    lengths = lengths_for(n, *tokens)
-    dense, colbert = Synthetic("dense", lengths), Synthetic("colbert", lengths)
-    path = workdir / f"{kind}-{n}"
-    texts = [f"doc {i}" for i in range(n)]
-    store = open_store(kind, path)
-    writer = MultiVectorWriter(
-        store,
-        "bench",
-        dense=dense,
-        colbert=colbert,
-        batch_size=256,
-        colbert_datatype=datatype,
-        lexical=lexical,
-    )
-    start = time.perf_counter()
-    for s in range(0, n, 4096):  # bounded memory: the vectors of one slice at a time
-        writer.add(texts[s : s + 4096], ids=list(range(s, min(s + 4096, n))))
-    write_s = time.perf_counter() - start - dense.seconds - colbert.seconds
-    optimize_s = 0.0
-    if kind == "edge":
-        start = time.perf_counter()
-        store.optimize("bench")
-        optimize_s = time.perf_counter() - start
+    legs: list[bool],
+) -> list[dict[str, Any]]:
+    """Build one collection per setting of the bm25 leg, then time their searches
+    interleaved (query by query, alternating), so the machine's load falls on each alike."""
+    built = [Built(kind, n, workdir, datatype, tokens, lexical) for lexical in legs]
     qs = [f"query {i}" for i in range(queries)]
-    writer.search(qs[0])  # warm-up
-    single = []
     for q in qs:
-        start = time.perf_counter()
-        writer.search(q, limit=10, prefetch_limit=100)
-        single.append((time.perf_counter() - start) * 1000)
-    start = time.perf_counter()
-    for s in range(0, len(qs), 32):
-        writer.search_batch(qs[s : s + 32], limit=10, prefetch_limit=100)
-    batch_ms = (time.perf_counter() - start) * 1000 / len(qs)
-    store.close()
-    start = time.perf_counter()
-    store = open_store(kind, path)
-    MultiVectorWriter(store, "bench", dense=dense, colbert=colbert).search(qs[0])
-    reopen_s = time.perf_counter() - start
-    store.close()
-    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    shutil.rmtree(path)
-    return {
-        "store": kind,
-        "points": n,
-        "lexical": lexical,
-        "colbert_datatype": datatype,
-        "tokens_mean": statistics.fmean(lengths),
-        "write_points_per_s": n / write_s,
-        "optimize_s": optimize_s,
-        "search_p50_ms": statistics.median(single),
-        "search_p99_ms": percentile(single, 0.99),
-        "batch32_ms_per_query": batch_ms,
-        "reopen_s": reopen_s,
-        "disk_mb": disk / 2**20,
-        "queries": queries,
-    }
+        for b in built:
+            b.time_one(q)
+    return [b.finish(qs) for b in built]
 
 
 def cpu_model() -> str:
@@ -202,7 +228,7 @@ def main() -> None:
         choices=("on", "off", "both"),
         default="on",
         help="the bm25 leg (hybrid = every leg, fused) or not (dense prefetch, MaxSim); both: "
-        "each size twice, interleaved",
+        "each size built twice, searches timed alternating between the two",
     )
     args = parser.parse_args()
     print(f"# {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -216,10 +242,9 @@ def main() -> None:
                 queries = args.queries if kind == "edge" else args.local_queries
                 low, high = (int(x) for x in args.tokens.split(","))
                 legs = {"on": [True], "off": [False], "both": [False, True]}[args.lexical]
-                for lexical in legs:
-                    result = run(kind, n, Path(tmp), queries, args.datatype, (low, high), lexical)
+                for result in run(kind, n, Path(tmp), queries, args.datatype, (low, high), legs):
                     results.append(result)
-                    print(json.dumps(result))
+                    print(json.dumps(result), flush=True)
     print()
     print(
         "| store | points | bm25 | write pts/s | optimize s | p50 ms | p99 ms | batch ms/q | reopen s | disk MB |"
