@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 # A module import, not names: cli imports this module too, and either may load first.
-from lfm_retrieval import cli
+from lfm_retrieval import cli, cli_store
 from lfm_retrieval.cli_errors import EXIT_USAGE, CommandError
 
 
@@ -162,10 +162,10 @@ def _serve(args: argparse.Namespace) -> int:
     # Only when asked: an Edge store is locked to one process, and `index` may want it.
     store_wanted = bool(args.url or args.path)
     if store_wanted:
-        cli._require_qdrant()
+        cli_store.require_qdrant()
     # Read-only: several services may share one store, on a read-only volume too.
     with (
-        cli._open_client(args, read_only=True)
+        cli_store.open_client(args, read_only=True)
         if store_wanted
         else contextlib.nullcontext() as store
     ):
@@ -192,7 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "
             f"http://{args.host}:{args.port}, {batching.model_workers} model worker(s)"
             + (
-                f" (search over {cli._where(args)})"
+                f" (search over {cli_store.where(args)})"
                 if store is not None
                 else " (no store: no /v1/search)"
             ),
