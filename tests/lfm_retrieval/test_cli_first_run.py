@@ -170,3 +170,18 @@ def test_an_adapter_draws_no_transformers_bar(minilm_dir: Path, capfd: Any) -> N
 
     LFMEmbeddings(model_name=str(minilm_dir), device="cpu").embed_query("where is my order")
     assert capfd.readouterr().err == ""
+
+
+def test_a_second_model_of_another_width_is_refused_naming_both(
+    tmp_path: Path, tiny_dense_dir: Path, minilm_dir: Path, capsys: Any
+) -> None:
+    argv = ["index", str(FAQ), "--collection", "faq", "--path", str(tmp_path / "q"), "--quiet"]
+    assert (
+        cli.main([*argv, "--embedding-model", str(tiny_dense_dir), "--colbert-model", "none"]) == 0
+    )
+    capsys.readouterr()
+    code = cli.main([*argv, "--embedding-model", str(minilm_dir), "--colbert-model", "none"])
+    assert code == cli.EXIT_USAGE
+    line = _error_line(capsys)
+    assert f"was written with dense model {tiny_dense_dir} (64-d" in line, line
+    assert f"not {minilm_dir} (384-d" in line, line
