@@ -102,7 +102,12 @@ def resolve_checkpoint(
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
+        if offline:
+            why = "HF_HUB_OFFLINE is set"
+        elif isinstance(exc, LocalEntryNotFoundError):  # what a failed connection raises
+            why = "no connection"
+        else:
+            why = type(exc).__name__
         raise ModelUnavailableError(
             f"cannot load model {name!r}: it is not cached and the Hugging Face Hub "
             f"could not be reached ({why}). Download it where the hub is reachable "

@@ -25,6 +25,7 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
         raise LocalEntryNotFoundError(f"{repo_id} is not cached and the hub cannot be reached")
 
     monkeypatch.setattr(lfm_core.loading, "snapshot_download", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -44,6 +45,7 @@ def test_the_hub_error_names_both_models_once_and_leaves_no_store(
     line = _error_line(capsys)
     for name in (DENSE_ID, COLBERT_ID, "docs/offline.md"):
         assert line.count(name) == 1, line
+    assert "the Hugging Face Hub cannot be reached (no connection)" in line
     assert "(--embedding-model DIR --colbert-model DIR)" in line
     assert line.count("--embedding-model") == 2 and line.count("--colbert-model") == 2, line
     # The default store folder and the folders above it that the command would have made.
