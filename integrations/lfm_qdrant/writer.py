@@ -1292,9 +1292,7 @@ class MultiVectorWriter:
         if exists:
             info = yield Call("get_collection", {"collection_name": name})
             stored = CollectionRecord.from_metadata(info.config.metadata, name)
-            if stored is not None:
-                # Other models are the likeliest cause of another layout (a width): a
-                # collection that records its models is refused naming them, ours and its.
+            if stored is not None:  # other models first: the likeliest cause of another width
                 self._record.check(stored, name)
             check_layout(info, self._layout, name, exact=write)
             self._record.check(stored, name)
