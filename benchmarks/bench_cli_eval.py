@@ -1,6 +1,6 @@
 """``lfm-retrieval eval --mode hybrid`` end to end on 10,000 short multilingual documents.
 
-Builds a BEIR folder from NTREX-128 (``../shared/data/ntrex128``): the corpus is the first
+Builds a BEIR folder from NTREX-128 (``--data DIR`` holds ``ntrex128/``): the corpus is the first
 sentences of the 11 languages (10,000 in all, 20-40 tokens each), the queries are English
 sentences whose German translation is the relevant document. Builds tiny random-weight
 checkpoints in the LFM2.5 layouts (small models, so that the store, not the model, is what
@@ -32,12 +32,13 @@ from lfm_core.testing import write_colbert_checkpoint, write_dense_checkpoint
 from lfm_retrieval import cli
 from lfm_retrieval.crosslingual import LANGUAGES, read_ntrex
 
-NTREX = Path(__file__).resolve().parents[2] / "shared" / "data" / "ntrex128"
+# The data folder: ntrex128/ (NTREX-128) inside; docs/evaluations.md says where to get it.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def build_beir(folder: Path, n_docs: int, n_queries: int) -> None:
+def build_beir(ntrex: Path, folder: Path, n_docs: int, n_queries: int) -> None:
     per_language = -(-n_docs // len(LANGUAGES))
-    sentences = read_ntrex(NTREX, LANGUAGES, limit=min(per_language, 1997))
+    sentences = read_ntrex(ntrex, LANGUAGES, limit=min(per_language, 1997))
     folder.mkdir(parents=True)
     with (folder / "corpus.jsonl").open("w", encoding="utf-8") as f:
         written = 0
@@ -71,12 +72,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        metavar="DIR",
+        help="folder holding ntrex128/ (NTREX-128; see docs/evaluations.md)",
+    )
     args = parser.parse_args()
-    if not NTREX.is_dir():
-        raise SystemExit(f"NTREX-128 not found at {NTREX}")
+    ntrex = args.data / "ntrex128"
+    if not ntrex.is_dir():
+        raise SystemExit(
+            f"NTREX-128 not found at {ntrex}: pass --data DIR, the folder holding ntrex128/"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_beir(root / "ntrex-beir", args.docs, args.queries)
+        build_beir(ntrex, root / "ntrex-beir", args.docs, args.queries)
         dense = write_dense_checkpoint(root / "dense")
         colbert = write_colbert_checkpoint(root / "colbert")
         argv = [

@@ -45,7 +45,8 @@ from lfm_retrieval.corpus import read_beir_qrels, read_beir_queries, read_corpus
 from lfm_retrieval.crosslingual import read_ntrex
 from lfm_retrieval.evaluation import evaluate
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The data folder: beir-scifact/ and ntrex128/ inside; docs/evaluations.md says where to get them.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BYTES = {"float32": 4, "float16": 2, "turbo8": 1}
 
 
@@ -124,8 +125,10 @@ class Precomputed:
         return np.stack(out) if isinstance(out[0], np.ndarray) and out[0].ndim == 1 else out
 
 
-def dataset_scifact(n_docs: int | None, n_queries: int | None) -> tuple[list[Any], dict, dict]:
-    folder = DATA / "beir-scifact"
+def dataset_scifact(
+    data: Path, n_docs: int | None, n_queries: int | None
+) -> tuple[list[Any], dict, dict]:
+    folder = data / "beir-scifact"
     docs = list(read_corpus(folder))[:n_docs]
     qrels = read_beir_qrels(folder, "test")
     queries = read_beir_queries(folder)
@@ -139,6 +142,13 @@ def main() -> None:
     parser.add_argument(
         "--queries", type=int, default=None, help="queries per dataset (default all / 300)"
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        metavar="DIR",
+        help="folder holding beir-scifact/ and ntrex128/ (see docs/evaluations.md)",
+    )
     args = parser.parse_args()
     print(f"# {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,9 +157,9 @@ def main() -> None:
             write_minilm_colbert(root / "mc"), device="cpu"
         )
         dense = DenseEncoder.from_pretrained(minilm_folder(), device="cpu")
-        docs, sci_queries, sci_qrels = dataset_scifact(args.docs, args.queries)
+        docs, sci_queries, sci_qrels = dataset_scifact(args.data, args.docs, args.queries)
         sci_texts = [d.content for d in docs]
-        ntrex = read_ntrex(DATA / "ntrex128", ["en"])["en"]
+        ntrex = read_ntrex(args.data / "ntrex128", ["en"])["en"]
         n_q = args.queries or 300
         ntrex_queries = {f"n{i}": " ".join(ntrex[i].split()[:6]) for i in range(n_q)}
         datasets = {

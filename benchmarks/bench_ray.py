@@ -10,8 +10,8 @@ overhead is small).
 
 Usage::
 
-    python -m benchmarks.bench_ray                       # full SciFact
-    python -m benchmarks.bench_ray --docs 1000 --workers 1,2
+    python -m benchmarks.bench_ray --data DATA                       # full SciFact
+    python -m benchmarks.bench_ray --data DATA --docs 1000 --workers 1,2
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = (PROJECT_ROOT / ".." / "shared" / "data" / "beir-scifact" / "corpus.jsonl").resolve()
+# The data folder: beir-scifact/ (BEIR SciFact) inside; docs/evaluations.md says where to get it.
+DEFAULT_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 
 
 def run(cmd: list[str]) -> tuple[float, str]:
@@ -47,16 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--docs", type=int, default=0, help="first N documents (default all)")
     parser.add_argument("--workers", default="2", help="Ray worker counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        metavar="DIR",
+        help="folder holding beir-scifact/ (BEIR SciFact; see docs/evaluations.md)",
+    )
     args = parser.parse_args(argv)
-    if not SCIFACT.is_file():
-        raise SystemExit(f"{SCIFACT} not found: the benchmark uses ../shared/data")
+    scifact = args.data / "beir-scifact" / "corpus.jsonl"
+    if not scifact.is_file():
+        raise SystemExit(f"{scifact} not found: pass --data DIR, the folder holding beir-scifact/")
     from benchmarks.harness import _minilm_dir
 
     model = str(_minilm_dir())
     workdir = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
         corpus = workdir / "corpus.jsonl"
-        with SCIFACT.open(encoding="utf-8") as src, corpus.open("w", encoding="utf-8") as dst:
+        with scifact.open(encoding="utf-8") as src, corpus.open("w", encoding="utf-8") as dst:
             for i, line in enumerate(src):
                 if args.docs and i >= args.docs:
                     break

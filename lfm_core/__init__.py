@@ -14,7 +14,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .defaults import DEFAULT_TOP_N
-from .errors import CheckpointError, CollectionError, InputError, LFMError
+from .errors import (
+    CheckpointError,
+    CollectionError,
+    InputError,
+    LFMError,
+    ModelUnavailableError,
+)
 from .validation import check_positive_int, validate_text, validate_texts
 
 if TYPE_CHECKING:
@@ -73,6 +79,7 @@ __all__ = [
     "LateInteractionEncoder",
     "Lfm2Config",
     "LoadOptions",
+    "ModelUnavailableError",
     "TokenCounts",
     "TokenMatch",
     "check_positive_int",

@@ -8,7 +8,9 @@ serves every other sentence-transformers / PyLate checkpoint through transformer
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from pickle import UnpicklingError
 from typing import Any, Protocol
@@ -149,13 +151,14 @@ class AutoModelBackbone(nn.Module):
             # ignore_mismatched_sizes + output_loading_info: transformers would only log
             # which weights are wrong (or silently initialize missing ones at random);
             # the report lets the error below name them.
-            model, info = AutoModel.from_pretrained(
-                str(folder),
-                trust_remote_code=False,
-                use_safetensors=None if allow_pickle else True,
-                ignore_mismatched_sizes=True,
-                output_loading_info=True,
-            )
+            with _no_transformers_progress():
+                model, info = AutoModel.from_pretrained(
+                    str(folder),
+                    trust_remote_code=False,
+                    use_safetensors=None if allow_pickle else True,
+                    ignore_mismatched_sizes=True,
+                    output_loading_info=True,
+                )
         except UnpicklingError as exc:
             raise CheckpointError(
                 f"the pickle weights (*.bin) in {folder} hold objects other than tensors, which "
@@ -190,6 +193,41 @@ class AutoModelBackbone(nn.Module):
         mask[rows, cols] = 1 if key_mask is None else key_mask.long()
         out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         return out[rows, cols]
+
+
+_PROGRESS_LOCK = threading.Lock()
+# Loads in flight, and the switches as they were before the first of them.
+_PROGRESS_STATE: dict[str, Any] = {"holders": 0, "transformers_on": False, "hub_off": False}
+
+
+@contextmanager
+def _no_transformers_progress() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while a local folder loads, then as it was.
+
+    The encoders draw their own bars when ``show_progress`` asks; a library call, an
+    adapter or the service should print nothing of its own. transformers has one global
+    switch (which also drives huggingface_hub's bars): the first load in flight turns it
+    off, the last one puts both back as they were.
+    """
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    state = _PROGRESS_STATE
+    with _PROGRESS_LOCK:
+        if state["holders"] == 0:
+            state["transformers_on"] = hf_logging.is_progress_bar_enabled()
+            state["hub_off"] = are_progress_bars_disabled()
+            hf_logging.disable_progress_bar()
+        state["holders"] += 1
+    try:
+        yield
+    finally:
+        with _PROGRESS_LOCK:
+            state["holders"] -= 1
+            if state["holders"] == 0 and state["transformers_on"]:
+                hf_logging.enable_progress_bar()
+                if state["hub_off"]:
+                    disable_progress_bars()
 
 
 def _check_shapes_before_loading(folder: Path) -> None:

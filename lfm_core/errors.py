@@ -16,6 +16,20 @@ class CheckpointError(LFMError, ValueError):
     """A checkpoint is missing, unreachable, unsafe, or does not match its config."""
 
 
+class ModelUnavailableError(CheckpointError):
+    """A hub model that is not cached, while the Hugging Face Hub cannot be reached.
+
+    Attributes:
+        model: the hub id asked for.
+        reason: why the hub could not be reached (``HF_HUB_OFFLINE is set``, an error name).
+    """
+
+    def __init__(self, message: str, *, model: str, reason: str) -> None:
+        super().__init__(message)
+        self.model = model
+        self.reason = reason
+
+
 class InputError(LFMError, ValueError):
     """A caller passed a value of the right type but an unusable content."""
 

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import ColBERTHeadConfig, DenseHeadConfig, PoolingMode
-from .errors import CheckpointError
+from .errors import CheckpointError, ModelUnavailableError
 
 ModuleKind = Literal["transformer", "pooling", "dense", "normalize"]
 
@@ -102,11 +102,18 @@ def resolve_checkpoint(
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
-        raise CheckpointError(
+        if offline:
+            why = "HF_HUB_OFFLINE is set"
+        elif isinstance(exc, LocalEntryNotFoundError):  # what a failed connection raises
+            why = "no connection"
+        else:
+            why = type(exc).__name__
+        raise ModelUnavailableError(
             f"cannot load model {name!r}: it is not cached and the Hugging Face Hub "
             f"could not be reached ({why}). Download it where the hub is reachable "
-            f"(`hf download {name} --local-dir {name.split('/')[-1]}`) and load that folder instead"
+            f"(`hf download {name} --local-dir {name.split('/')[-1]}`) and load that folder instead",
+            model=name,
+            reason=why,
         ) from exc
     return Path(folder)
 

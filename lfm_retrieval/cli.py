@@ -15,22 +15,23 @@ Models: ``--embedding-model`` and ``--colbert-model`` take a hub id or a local f
 Failures the user can act on (a missing corpus, a model that cannot be loaded, a server
 that does not answer, a full disk) print one line ``error: ...`` on stderr and exit with
 a code from :data:`EXIT_CODES` (also printed by ``--help``). Bugs keep their traceback.
+``serve``'s options and start-up are in :mod:`lfm_retrieval.cli_serve`; the error lines and
+exit codes in :mod:`lfm_retrieval.cli_errors`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import importlib
-import importlib.util
 import json
-import os
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+# A module import, not names: cli_serve imports this module too, and either may load first.
+from lfm_retrieval import cli_serve
 
 # The exit codes (EXIT_OK ... EXIT_BUS_ERROR, EXIT_CODES) stay importable from here: the
 # command's documented API.
@@ -50,18 +51,21 @@ from lfm_retrieval.cli_errors import (  # noqa: F401
     _store_errors,
     exit_code_table,
 )
+from lfm_retrieval.cli_store import (
+    build_index,
+    check_space_ahead,
+    collection_name,
+    default_qdrant_path,
+    open_client,
+    require_qdrant,
+    where,
+)
 
 DEFAULT_EMBEDDING_MODEL = "LiquidAI/LFM2.5-Embedding-350M"
 DEFAULT_COLBERT_MODEL = "LiquidAI/LFM2.5-ColBERT-350M"
 NONE = "none"
 
 _SNIPPET_CHARS = 160
-
-
-def default_qdrant_path() -> Path:
-    """``$XDG_CACHE_HOME/lfm-retrieval/qdrant``, or ``~/.cache/lfm-retrieval/qdrant``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "lfm-retrieval" / "qdrant"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G",
         help="GPUs per worker (default none: CPU workers)",
     )
+    group.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's own log lines, progress and worker output (default: its warnings)",
+    )
     index.set_defaults(handler=_index)
 
     search = commands.add_parser(
@@ -212,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunks",
         action="store_true",
         help="print chunks (several may come from one document) instead of one per document",
+    )
+    search.add_argument(
+        "--filter",
+        default=None,
+        metavar="JSON",
+        help="only documents whose metadata match this Qdrant filter, e.g. "
+        '\'{"must": [{"key": "lang", "match": {"value": "de"}}]}\'',
     )
     search.set_defaults(handler=_search)
 
@@ -263,100 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     crosslingual.add_argument("--quiet", action="store_true", help="no progress bar")
     crosslingual.set_defaults(handler=_crosslingual)
 
-    serve = commands.add_parser(
-        "serve",
-        parents=[models, store],
-        help="an HTTP service: OpenAI-style embeddings, ColBERT vectors, rerank, search",
-        description="Serve the models over HTTP (FastAPI + uvicorn): POST /v1/embeddings, "
-        "/v1/multivector, /v1/rerank, /v1/search; GET /health, /v1/models, /metrics. "
-        "Requests that arrive together share one forward pass. A search playground page is at /. "
-        "/v1/search reads the store "
-        "at --path or --url (without either, the service has no /v1/search).",
-    )
-    group = serve.add_argument_group("HTTP")
-    group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    group.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0: any free)")
-    group.add_argument(
-        "--api-key-env",
-        default=None,
-        metavar="NAME",
-        help="require 'Authorization: Bearer KEY' on every endpoint but /health, KEY read "
-        "from this environment variable",
-    )
-    group.add_argument(
-        "--served-model-name",
-        nargs="+",
-        default=None,
-        metavar="NAME",
-        help="the id clients see (GET /v1/models, the 'model' field) for each loaded model, in "
-        "order: the embedding model, then the ColBERT model (default: the hub id, or the "
-        "folder's name; never the folder's path)",
-    )
-    group.add_argument(
-        "--header-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="close a connection that has not sent a whole request head within this time "
-        "(default 30); idle keep-alive connections close after 5 s",
-    )
-    group.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    group.add_argument("--access-log", action="store_true", help="log every request")
-    group.add_argument(
-        "--no-playground",
-        action="store_true",
-        help="do not serve the search playground page at / (it needs the API key like the rest)",
-    )
-    group = serve.add_argument_group("batching across requests")
-    group.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=2.0,
-        help="longest a request waits for others to share its forward (default 2)",
-    )
-    group.add_argument(
-        "--max-batch-texts", type=_positive_int, default=512, help="most texts per merged forward"
-    )
-    group.add_argument(
-        "--max-batch-tokens",
-        type=_positive_int,
-        default=None,
-        help="a merged forward runs in slices of at most this many tokens, each answered when "
-        "done (default: the encoder's token budget of one forward: 2048 on CPU, 8192 on GPU)",
-    )
-    group.add_argument(
-        "--max-queue-texts",
-        type=_positive_int,
-        default=8192,
-        help="most texts waiting; beyond it requests get 503 with Retry-After (default 8192)",
-    )
-    group.add_argument(
-        "--model-workers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="merged batches run at once, each on its own thread; on CPU each gets "
-        "cores/N torch threads (default: 2 on CPU, 1 on GPU). 1 gives a lone request on a "
-        "large model all the cores; 2 gives more throughput under concurrent requests",
-    )
-    group.add_argument(
-        "--no-batching", action="store_true", help="run each request on its own (for comparison)"
-    )
-    group = serve.add_argument_group("request limits")
-    group.add_argument("--max-inputs", type=_positive_int, default=2048, help="texts per request")
-    group.add_argument(
-        "--max-input-chars", type=_positive_int, default=100_000, help="characters per text"
-    )
-    group.add_argument(
-        "--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024, help="bytes per body"
-    )
-    group.add_argument(
-        "--request-timeout",
-        type=float,
-        default=60.0,
-        help="seconds a request may wait for the model before a 503 (default 60)",
-    )
-    serve.set_defaults(handler=_serve)
+    cli_serve.add_serve_command(commands, [models, store])
 
     return parser
 
@@ -439,17 +362,19 @@ def _index(args: argparse.Namespace) -> int:
     from lfm_retrieval.corpus import count_documents
     from lfm_retrieval.pipeline import index_corpus
 
-    _require_qdrant()
-    collection = _collection_name(args.collection)
+    require_qdrant()
+    collection = collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
     if args.ray:
         if args.sync:
             raise CommandError("--sync does not run with --ray; drop one of the two", EXIT_USAGE)
-        return _index_ray(args, collection, total)
-    with _open_client(args) as client:  # a dead server fails before the models load
+        from lfm_retrieval.cli_ray import index_on_ray
+
+        return index_on_ray(args, collection)
+    with open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
         writer = _writer(client, collection, dense, colbert, args)
-        _check_space_ahead(client, collection, total)
+        check_space_ahead(client, collection, total)
         done = 0
 
         def progress(n: int) -> None:
@@ -475,17 +400,9 @@ def _index(args: argparse.Namespace) -> int:
                     "again to finish",
                     EXIT_INTERRUPTED,
                 ) from None
-        built = _build_index(client, collection)
+        built = build_index(client, collection)
     _print_index_summary(args, collection, report, built)
     return 0
-
-
-def _check_space_ahead(client: Any, collection: str, total: int) -> None:
-    """Before the first write: refuse a resumed run whose rest cannot fit (Edge stores)."""
-    if not hasattr(client, "check_space") or not client.collection_exists(collection):
-        return  # a server manages its disk; a new collection is checked batch by batch
-    stored = client.count(collection).count
-    client.check_space(collection, n_points=max(0, total - stored))
 
 
 def _print_index_summary(
@@ -512,82 +429,17 @@ def _print_index_summary(
     )
     print(
         f"{collection}: {report.documents} documents read{note}; {counts}"
-        f"{report.points} points stored in {_where(args)}{built}"
+        f"{report.points} points stored in {where(args)}{built}"
     )
-
-
-def _index_ray(args: argparse.Namespace, collection: str, total: int) -> int:
-    """``index --ray``: the corpus' points as a Ray dataset, encoded on workers."""
-    import json
-
-    from tqdm.auto import tqdm
-
-    from lfm_retrieval.pipeline import CorpusPoints
-
-    if importlib.util.find_spec("ray") is None:
-        raise CommandError("--ray needs Ray Data: pip install 'lfm-retrieval[ray]'", EXIT_USAGE)
-    import ray
-
-    from lfm_core import LoadOptions
-    from lfm_ray import index_dataset
-
-    with _open_client(args) as client:  # read the record; the store is reopened below
-        recorded = _recorded_models(client, collection)
-    dense, colbert = _model_names(args, recorded)
-    if dense is None and colbert is None:
-        raise CommandError(
-            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
-        )
-    points = CorpusPoints(args.corpus)
-    rows = [
-        {"text": text, "id": str(key), "metadata": json.dumps(payload)}
-        for _, texts, ids, payloads in points.batches(4096)
-        for text, key, payload in zip(texts, ids, payloads)
-    ]
-    points.check_not_empty()
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=args.ray_address, log_to_driver=False, include_dashboard=False)
-    try:
-        with tqdm(
-            total=len(rows),
-            unit="doc",
-            desc=f"indexing {collection} on Ray",
-            disable=args.quiet or None,
-        ) as bar:
-            result = index_dataset(
-                ray.data.from_items(rows),
-                collection=collection,
-                url=args.url,
-                path=None if args.url else (args.path or default_qdrant_path()),
-                api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
-                dense=dense,
-                colbert=colbert,
-                id_column="id",
-                metadata_column="metadata",
-                concurrency=args.concurrency,
-                num_gpus=args.gpus_per_worker,
-                batch_size=args.batch_size,
-                options=LoadOptions(device=args.device),
-                pool_factor=args.pool_factor,
-                progress=bar.update,
-                writer_options={"colbert_datatype": args.colbert_datatype},
-            )
-    finally:
-        if started_ray:
-            ray.shutdown()
-    with _open_client(args) as client:
-        built = _build_index(client, collection)
-    _print_index_summary(args, collection, points.report(result.points), built)
-    return 0
 
 
 def _search(args: argparse.Namespace) -> int:
     from lfm_retrieval.pipeline import collection_legs, search
 
-    _require_qdrant()
-    collection = _collection_name(args.collection)
-    with _open_client(args, read_only=True) as client:
+    require_qdrant()
+    collection = collection_name(args.collection)
+    query_filter = _query_filter(args.filter)
+    with open_client(args, read_only=True) as client:
         legs = collection_legs(client, collection)
         recorded = _recorded_models(client, collection)
         mode, needs_dense, needs_colbert = _mode_and_models(args, legs, recorded)
@@ -608,6 +460,7 @@ def _search(args: argparse.Namespace) -> int:
             fusion=args.fusion,
             explain=args.explain,
             chunks=args.chunks,
+            query_filter=query_filter,
         )
         # With a ColBERT model loaded, explain=True hits carry their token matches.
         explained: list[Any] = [getattr(point, "explanation", None) for point in points]
@@ -635,6 +488,30 @@ def _search(args: argparse.Namespace) -> int:
             print(f"       {highlight(payload['text'], why, color=use_color())}")
             print(f"       matched: {matched_words(why)}")
     return 0
+
+
+def _query_filter(text: str | None) -> Any:
+    """``--filter``: JSON text, checked before the store opens or a model loads."""
+    from lfm_qdrant import FilterError, as_filter
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CommandError(
+            f"--filter is not JSON: {error.msg} at character {error.pos + 1}", EXIT_USAGE
+        ) from None
+    if not isinstance(value, dict):
+        raise CommandError(
+            f"--filter must be a JSON object such as "
+            f'{{"must": [{{"key": "lang", "match": {{"value": "de"}}}}]}}, got {text!r}',
+            EXIT_USAGE,
+        )
+    try:
+        return as_filter(value)
+    except FilterError as error:
+        raise CommandError(error.named("--filter"), EXIT_USAGE) from None
 
 
 def _hit_json(point: Any, why: Any = None) -> dict[str, Any]:
@@ -674,7 +551,7 @@ def _eval(args: argparse.Namespace) -> int:
     from lfm_retrieval.corpus import count_documents, read_beir_qrels, read_beir_queries
     from lfm_retrieval.pipeline import collection_legs, evaluate_beir, index_corpus
 
-    _require_qdrant()
+    require_qdrant()
     folder = args.folder
     if not (folder / "corpus.jsonl").is_file():
         raise CommandError(
@@ -686,9 +563,9 @@ def _eval(args: argparse.Namespace) -> int:
     read_beir_queries(folder)
     read_beir_qrels(folder, args.split)
     total = count_documents(folder)
-    with _open_client(args) as client:
+    with open_client(args) as client:
         if args.collection is not None:
-            collection = _collection_name(args.collection)
+            collection = collection_name(args.collection)
             recorded = _recorded_models(client, collection)
         else:
             recorded = (None, None)
@@ -709,7 +586,7 @@ def _eval(args: argparse.Namespace) -> int:
             total=total, unit="doc", desc=f"indexing {collection}", disable=args.quiet or None
         ) as bar:
             report = index_corpus(writer, folder, batch_size=args.batch_size, progress=bar.update)
-        built = _build_index(client, collection)
+        built = build_index(client, collection)
         indexed = time.perf_counter()
         result = evaluate_beir(
             writer,
@@ -722,7 +599,7 @@ def _eval(args: argparse.Namespace) -> int:
         searched = time.perf_counter()
     print(
         f"{folder.resolve().name} ({args.split}): {result.queries} queries, {report.points} "
-        f"documents, mode {mode}, collection {collection!r} in {_where(args)}"
+        f"documents, mode {mode}, collection {collection!r} in {where(args)}"
     )
     notes = []
     if result.skipped_no_text:
@@ -771,156 +648,6 @@ def _crosslingual(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- helpers
 
 
-def _serve(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
-        raise CommandError(
-            "`serve` needs FastAPI and uvicorn: pip install 'lfm-retrieval[server]'", EXIT_USAGE
-        )
-    from lfm_retrieval.server import (
-        BatchingOptions,
-        ServiceConfig,
-        ServiceLimits,
-        create_app,
-        serve,
-    )
-
-    api_key = None
-    if args.api_key_env is not None:
-        api_key = os.environ.get(args.api_key_env, "").strip()
-        if not api_key:
-            raise CommandError(
-                f"--api-key-env {args.api_key_env}: that environment variable is empty or unset",
-                EXIT_USAGE,
-            )
-    if args.max_wait_ms < 0 or args.request_timeout <= 0:
-        raise CommandError("--max-wait-ms must be >= 0 and --request-timeout > 0", EXIT_USAGE)
-    if not args.header_timeout > 0:
-        raise CommandError(f"--header-timeout must be > 0, got {args.header_timeout}", EXIT_USAGE)
-    served_names = _served_names(args)
-    limits = ServiceLimits(
-        max_inputs=args.max_inputs,
-        max_input_chars=args.max_input_chars,
-        max_body_bytes=args.max_body_bytes,
-        request_timeout_s=args.request_timeout,
-    )
-    # Only when asked: an Edge store is locked to one process, and `index` may want it.
-    store_wanted = bool(args.url or args.path)
-    if store_wanted:
-        _require_qdrant()
-    # Read-only: several services may share one store, on a read-only volume too.
-    with _open_client(args, read_only=True) if store_wanted else contextlib.nullcontext() as store:
-        # Before the models load: on CPU they time their linear kernels at this thread count.
-        workers = _model_workers(args.model_workers, args.device)
-        dense, colbert = _load_models(args)
-        batching = BatchingOptions(
-            enabled=not args.no_batching,
-            max_wait_ms=args.max_wait_ms,
-            max_batch_texts=args.max_batch_texts,
-            max_queue_texts=args.max_queue_texts,
-            max_batch_tokens=args.max_batch_tokens,
-            model_workers=workers,
-        )
-        config = ServiceConfig(
-            api_key=api_key,
-            limits=limits,
-            batching=batching,
-            served_model_names=served_names,
-            playground=not args.no_playground,
-        )
-        app = create_app(dense, colbert, store=store, config=config)
-        print(
-            f"serving {', '.join(e.model_name for e in (dense, colbert) if e is not None)} on "
-            f"http://{args.host}:{args.port}, {batching.model_workers} model worker(s)"
-            + (
-                f" (search over {_where(args)})"
-                if store is not None
-                else " (no store: no /v1/search)"
-            ),
-            file=sys.stderr,
-            flush=True,
-        )
-        serve(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=args.access_log,
-            header_timeout_s=args.header_timeout,
-        )
-    return 0
-
-
-def _served_names(args: argparse.Namespace) -> dict[str, str]:
-    """``--served-model-name``, one per loaded model, by side; checked before models load."""
-    if args.served_model_name is None:
-        return {}
-    loaded = [
-        side
-        for side, name in zip(("dense", "colbert"), _model_names(args, (None, None)))
-        if name is not None
-    ]
-    names = [name.strip() for name in args.served_model_name]
-    if len(names) != len(loaded):
-        raise CommandError(
-            f"--served-model-name has {len(names)} name(s) for {len(loaded)} loaded model(s) "
-            f"({', '.join(loaded)}): give one per model, in that order",
-            EXIT_USAGE,
-        )
-    if not all(names) or len(set(names)) != len(names):
-        raise CommandError(
-            f"--served-model-name {' '.join(map(repr, names))}: names must be non-empty and "
-            "distinct",
-            EXIT_USAGE,
-        )
-    return dict(zip(loaded, names))
-
-
-def _model_workers(requested: int | None, device: str) -> int:
-    """Model threads for ``serve``; on CPU the cores are split among them (torch threads)."""
-    import torch
-
-    from lfm_core.encoders import resolve_device
-
-    if resolve_device(device).type != "cpu":
-        return requested or 1
-    cores = torch.get_num_threads()
-    workers = requested or min(2, cores)
-    # The service owns this process: torch's thread count is set once, before the models
-    # load and the first worker thread starts (each reads it on its first forward).
-    torch.set_num_threads(max(1, cores // workers))
-    return workers
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {value!r}")
-    return number
-
-
-def _require_qdrant() -> None:
-    """Fail with one line naming the extra when the Qdrant packages are not installed."""
-    missing = [m for m in ("qdrant_client", "qdrant_edge") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise CommandError(
-            f"this command needs the Qdrant packages ({', '.join(missing)} missing); install "
-            "them with: pip install 'lfm-retrieval[qdrant]'",
-            EXIT_USAGE,
-        )
-
-
-def _collection_name(name: str) -> str:
-    from lfm_qdrant import validate_collection_name
-
-    try:
-        return validate_collection_name(name)
-    except (TypeError, ValueError) as error:
-        raise CommandError(f"--collection: {error}", EXIT_USAGE) from None
-
-
 def _recorded_models(client: Any, collection: str) -> tuple[str | None, str | None]:
     """The models a collection records (``None`` for a side it lacks or has no record of)."""
     from lfm_qdrant import CollectionRecord
@@ -967,92 +694,81 @@ def _load_models(
         resolve_encoder,
     )
 
-    dense_name, colbert_name = _model_names(args, recorded)
-    if dense_name is None and colbert_name is None:
+    names = _model_names(args, recorded)
+    if names == (None, None):
         raise CommandError(
             "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
         )
-    _quiet_transformers()
-    loaded = []
-    for wanted, name, cls, flag, stored in (
-        (dense, dense_name, DenseEncoder, "--embedding-model", recorded[0]),
-        (colbert, colbert_name, LateInteractionEncoder, "--colbert-model", recorded[1]),
+    wanted = (dense and names[0] is not None, colbert and names[1] is not None)
+    _check_models_exist(args, names, recorded, wanted)
+    loaded: list[Any] = []
+    for want, name, cls, flag in zip(
+        wanted, names, (DenseEncoder, LateInteractionEncoder), _MODEL_FLAGS
     ):
-        if not wanted or name is None:
+        if not want or name is None:
             loaded.append(None)
             continue
         try:
             options = LoadOptions(device=args.device)
             loaded.append(resolve_encoder(cls, name, options=options, owner=flag))
         except CheckpointError as error:
-            source = (
-                "recorded by the collection" if stored == name and flag_absent(args, flag) else flag
-            )
-            raise CommandError(f"{error} (model {source}; pass {flag} DIR)", EXIT_USAGE) from None
+            source = _model_source(args, flag, name, recorded)
+            raise CommandError(f"{source}: {error}", EXIT_USAGE) from None
     return loaded[0], loaded[1]
 
 
-def flag_absent(args: argparse.Namespace, flag: str) -> bool:
-    return getattr(args, flag.lstrip("-").replace("-", "_")) is None
+_MODEL_FLAGS = ("--embedding-model", "--colbert-model")
 
 
-def _quiet_transformers() -> None:
-    # transformers draws a "Loading weights" bar for every AutoModel checkpoint: noise in a
-    # command that has its own progress and summary lines.
-    from transformers.utils import logging as hf_logging
+def _check_models_exist(
+    args: argparse.Namespace,
+    names: tuple[str | None, str | None],
+    recorded: tuple[str | None, str | None],
+    wanted: tuple[bool, bool] = (True, True),
+) -> None:
+    """Before any model loads or anything is written: every model is a folder or can be had.
 
-    hf_logging.disable_progress_bar()
+    Raises one error naming each model that is missing (a hub model not cached while the
+    hub is out of reach, a folder that is not there), with the flag to pass for each.
+    """
+    from lfm_core import CheckpointError, ModelUnavailableError
+    from lfm_core.loading import resolve_checkpoint
 
-
-class _Client:
-    """A Qdrant store opened from the command line options, closed (flushed) on exit."""
-
-    def __init__(self, args: argparse.Namespace, read_only: bool = False) -> None:
-        self.args = args
-        self.read_only = read_only
-        self.client: Any = None
-
-    def __enter__(self) -> Any:
-        args = self.args
-        if args.url and args.path:
-            raise CommandError(
-                "pass --path (embedded Qdrant Edge) or --url (a server), not both", EXIT_USAGE
-            )
-        if args.url:
-            from qdrant_client import QdrantClient
-
-            # No version check: it only warns, and the probe below reports a dead server.
-            self.client = QdrantClient(
-                url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), check_compatibility=False
-            )
-            try:
-                self.client.get_collections()
-            except _qdrant_errors() as error:
-                self.client.close()
-                raise CommandError(
-                    f"cannot reach the Qdrant server at {args.url}: {_describe(error)}"
-                ) from None
-            return self.client
-        from lfm_qdrant import EdgeStore
-
-        self.client = EdgeStore(args.path or default_qdrant_path(), read_only=self.read_only)
-        return self.client
-
-    def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        if self.client is None:
-            return
-        if exc_type is None:
-            self.client.close()
-            return
-        # Already failing (a full disk, say): a flush that fails the same way on close must
-        # not replace the error that says what happened.
-        with contextlib.suppress(*_store_errors(), *_qdrant_errors()):
-            self.client.close()
+    unavailable: list[tuple[str, str]] = []  # (flag, how the model is named)
+    reasons: list[str] = []
+    problems: list[str] = []
+    for want, name, flag in zip(wanted, names, _MODEL_FLAGS):
+        if not want or name is None or Path(name).expanduser().is_dir():
+            continue
+        try:
+            resolve_checkpoint(name)  # a cached hub model, or one downloaded now
+        except ModelUnavailableError as error:
+            unavailable.append((flag, f"{name} ({_model_source(args, flag, name, recorded)})"))
+            reasons.append(error.reason)
+        except CheckpointError as error:
+            problems.append(f"{_model_source(args, flag, name, recorded)}: {error}")
+    if unavailable:
+        one = len(unavailable) == 1
+        problems.append(
+            f"{' and '.join(named for _, named in unavailable)} {'is' if one else 'are'} not "
+            f"cached here and the Hugging Face Hub cannot be reached "
+            f"({', '.join(dict.fromkeys(reasons))}); pass a local folder instead "
+            f"({' '.join(f'{flag} DIR' for flag, _ in unavailable)}), or 'none' to leave a "
+            f"model out; docs/offline.md shows how to download {'it' if one else 'them'}, or "
+            "to start with a small model from PyPI"
+        )
+    if problems:
+        raise CommandError("; ".join(problems), EXIT_USAGE)
 
 
-def _open_client(args: argparse.Namespace, read_only: bool = False) -> _Client:
-    """The store of ``--path``/``--url``; ``read_only`` for commands that only search."""
-    return _Client(args, read_only)
+def _model_source(
+    args: argparse.Namespace, flag: str, name: str, recorded: tuple[str | None, str | None]
+) -> str:
+    """The flag a model came from, or that the collection records it (no flag given)."""
+    stored = recorded[_MODEL_FLAGS.index(flag)]
+    if getattr(args, flag.lstrip("-").replace("-", "_")) is None and stored == name:
+        return f"{flag}, recorded by the collection"
+    return flag
 
 
 def _writer(
@@ -1084,20 +800,6 @@ def _chunking(args: argparse.Namespace) -> Any:
         max_tokens=getattr(args, "chunk_tokens", None),
         **({} if overlap is None else {"overlap_tokens": overlap}),
     )
-
-
-def _build_index(client: Any, collection: str) -> str:
-    """Build an Edge store's dense HNSW index after a bulk write; a note for the summary."""
-    if not hasattr(client, "optimize"):
-        return ""  # a server indexes in the background
-    started = time.perf_counter()
-    if not client.optimize(collection):
-        return ""  # small enough to be scanned: nothing to build
-    return f" (index built in {time.perf_counter() - started:.1f} s)"
-
-
-def _where(args: argparse.Namespace) -> str:
-    return args.url or str(args.path or default_qdrant_path())
 
 
 def _eval_collection_name(folder: Path, names: tuple[str | None, str | None]) -> str:

@@ -204,6 +204,7 @@ def search(
     fusion: str = "rrf",
     explain: bool = False,
     chunks: bool = False,
+    query_filter: Any = None,
 ) -> list[list[Any]]:
     """Search the writer's collection for each query, in batches of one round trip each.
 
@@ -217,9 +218,13 @@ def search(
         fusion: ``"rrf"`` or ``"dbsf"``, for hybrid mode.
         explain: hits say which legs found them (``lfm_qdrant.ExplainedPoint``).
         chunks: return chunks rather than one hit per document.
+        query_filter: a Qdrant payload filter (``models.Filter`` or its dict form).
 
     Returns:
         One list of ``ScoredPoint`` per query, best first, with payloads.
+
+    Raises:
+        FilterError: ``query_filter`` is not a filter Qdrant can run (naming its path).
     """
     results: list[list[Any]] = []
     for start in range(0, len(queries), _QUERY_BATCH):
@@ -231,6 +236,7 @@ def search(
             fusion=fusion,
             explain=explain,
             chunks=chunks,
+            query_filter=query_filter,
         )
     return results
 

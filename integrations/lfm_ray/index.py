@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.data import Datasink
+from ray.data import ActorPoolStrategy, Datasink
 from ray.data.block import BlockAccessor
 
 from lfm_core import InputError, LoadOptions
@@ -165,7 +165,9 @@ def index_dataset(
             **writer_kwargs,
         )
         writer.ensure_collection()
-        prepare = partial(_prepare, checker=checker, skip=ray.put(stored))
+        # The stored ids travel inside the stage's arguments, not as an object ref: Ray
+        # warns about an actor pool whose arguments hold a ref (a restart could lose it).
+        prepare = partial(_prepare, checker=checker, skip=stored)
         encoded = ds.map_batches(
             encoder_class,
             fn_constructor_kwargs={
@@ -179,11 +181,10 @@ def index_dataset(
             },
             batch_format="numpy",
             batch_size=batch_size,
-            concurrency=concurrency,
+            compute=ActorPoolStrategy(size=concurrency),
             num_gpus=num_gpus,
-            # A dead actor is restarted and its batch retried: same rows, same ids.
-            max_restarts=-1,
-            max_task_retries=-1,
+            # Ray Data restarts a dead actor and retries its batch (its actor pool default,
+            # max_restarts=-1, max_task_retries=-1): same rows, same ids.
         )
         todo = rows - len(stored)
         if todo:
@@ -364,15 +365,12 @@ def _record_models(
     return model_records(dense, colbert, options)
 
 
-def _prepare(batch: dict[str, Any], checker: _RowChecker, skip: Any) -> dict[str, Any]:
+def _prepare(batch: dict[str, Any], checker: _RowChecker, skip: frozenset[str]) -> dict[str, Any]:
     """Add each row's point id and metadata JSON; drop the rows already stored."""
-    import ray
-
-    skip_ids = ray.get(skip) if isinstance(skip, ray.ObjectRef) else skip
     if not len(batch[checker.text_column]):
         return dict(batch)
     texts, keys, stored_payloads = checker.rows(batch, 0)
-    keep = np.array([str(k) not in skip_ids for k in keys], dtype=bool)
+    keep = np.array([str(k) not in skip for k in keys], dtype=bool)
     out = {checker.text_column: np.array(texts, dtype=object)[keep]}
     out[POINT_ID_COLUMN] = np.array([str(k) for k in keys], dtype=object)[keep]
     metadata = [{k: v for k, v in p.items() if k != "text"} for p in stored_payloads]

@@ -556,7 +556,7 @@ class _Service:
             )
         except FilterError as error:
             param = f"filter.{error.path}" if error.path else "filter"
-            raise ApiError(400, str(error), code="invalid_filter", param=param) from None
+            raise ApiError(400, error.named("filter"), code="invalid_filter", param=param) from None
         except TypeError as error:
             raise ApiError(400, str(error), code="invalid_search", param="filter") from None
         except CollectionError as error:

@@ -131,9 +131,7 @@ def test_search_explain_gives_token_matches_without_a_second_read_or_encoding(
         assert hit.vector is None  # the ColBERT rows are not handed to the caller
         assert sum(m.similarity for m in why.matches) == pytest.approx(why.score, abs=1e-5)
         assert why.score == pytest.approx(expected.score, abs=1e-5)
-        assert [m.document_span for m in why.matches] == [
-            m.document_span for m in expected.matches
-        ]
+        assert [m.document_span for m in why.matches] == [m.document_span for m in expected.matches]
         if mode == "colbert":
             assert why.score == pytest.approx(hit.score, abs=1e-4)
         text = hit.payload["text"]

@@ -211,3 +211,84 @@ def test_valid_edge_values_reach_the_engine(writer: Any, tmp_path: Path) -> None
     assert writer.count(query_filter={"must": [{"key": "n", "match": {"value": -(2**63)}}]}) == 0
     assert writer.count(query_filter={"must": [{"key": "tags[]", "match": {"value": "a"}}]}) == 1
     assert writer.count(query_filter={"must": [{"has_id": [1, 2**64 - 1]}]}) == 1
+
+
+_MATCHES = (
+    '{"value": ...}, {"text": ...}, {"text_any": ...}, {"phrase": ...}, {"prefix": ...}, '
+    '{"substring": ...}, {"any": ...} or {"except": ...}'
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "message"),
+    [
+        (
+            {"must": [{"key": "lang", "match": "de"}]},
+            "must[0].match",
+            f'expected {_MATCHES}, got "de"',
+        ),
+        (
+            {"must": [{"key": "lang", "match": {"valu": "de"}}]},
+            "must[0].match",
+            f"expected {_MATCHES}, got an object with 'valu'",
+        ),
+        (
+            {"must": [{"key": "lang", "match": {"value": 1.5}}]},
+            "must[0].match.value",
+            "expected a string, an integer or true or false, got 1.5",
+        ),
+        (
+            {"must": [{"key": "lang", "match": {"any": ["en", 1]}}]},
+            "must[0].match.any",
+            "expected a list of strings or a list of integers, got a list of strings and integers",
+        ),
+        (
+            {"should": [{"key": "n", "range": {"gte": "soon"}}]},
+            "should[0].range.gte",
+            'expected a number, a date-time such as "2024-05-31T12:00:00Z" or a date such as '
+            '"2024-05-31", got "soon"',
+        ),
+        (
+            {"must": [{"kye": "lang", "match": {"value": "de"}}]},
+            "must[0].kye",
+            "unknown key: a field condition takes 'key', 'match', 'range', 'geo_bounding_box', "
+            "'geo_radius', 'geo_polygon', 'values_count', 'is_empty', 'is_null'",
+        ),
+        (
+            {"mus": []},
+            "mus",
+            "unknown key: a filter takes 'should', 'min_should', 'must', 'must_not'",
+        ),
+        (
+            {"must": [{"key": "lang"}]},
+            "must[0]",
+            "a condition on 'lang' needs one of match, range, geo_bounding_box, geo_radius, "
+            "geo_polygon, values_count, is_empty, is_null",
+        ),
+        (
+            {"min_should": {"conditions": [], "min_count": "two"}},
+            "min_should.min_count",
+            'expected an integer, got "two"',
+        ),
+        (
+            {"must": [{"nested": {"key": "a", "filter": {"must": [{"key": "b", "match": 3}]}}}]},
+            "must[0].nested.filter.must[0].match",
+            f"expected {_MATCHES}, got 3",
+        ),
+    ],
+)
+def test_a_malformed_filter_says_where_and_what_was_expected(
+    value: dict[str, Any], path: str, message: str
+) -> None:
+    with pytest.raises(FilterError) as caught:
+        as_filter(value)
+    assert caught.value.path == path
+    assert str(caught.value) == f"query_filter {path}: {message}"
+    assert caught.value.named("--filter") == f"--filter {path}: {message}"
+
+
+def test_a_condition_without_a_test_is_refused_as_a_filter_object_too() -> None:
+    with pytest.raises(FilterError, match=r"^query_filter must\[1\]: a condition on 'n' needs"):
+        as_filter(
+            models.Filter(must=[models.HasIdCondition(has_id=[1]), models.FieldCondition(key="n")])
+        )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +80,39 @@ def test_index_ray_equals_the_plain_command(
     # A rerun finds everything stored and writes nothing new.
     assert main(args) == 0
     assert "30 points stored" in capsys.readouterr().out
+
+
+FAQ = Path(__file__).resolve().parents[2] / "examples" / "data" / "support_faq.jsonl"
+
+
+def test_index_ray_prints_our_lines_only(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, models: list[str]
+) -> None:
+    """A fresh local Ray, as a user's first `index --ray` starts it: Ray's own start-up,
+    plans, progress reports and notices stay off the terminal."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),  # Ray writes its token under ~/.ray: here, not in the real home
+        "RAY_TMPDIR": str(tmp_path_factory.mktemp("r")),  # short: Ray's socket paths
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    env.pop("RAY_ADDRESS", None)
+    argv = ["index", str(FAQ), "--collection", "faq", "--path", str(tmp_path / "q"), *models]
+    done = subprocess.run(
+        [sys.executable, "-m", "lfm_retrieval.cli", *argv, "--ray"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"faq: 24 documents read; 24 points stored in {tmp_path / 'q'}"
+    ]
+    # Ray >= 2.5x writes a token on its first start: said in one line of ours, not Ray's.
+    token = home / ".ray" / "auth_token"
+    notice = f"Ray wrote its cluster access token to {token} (see docs/scale-out.md)"
+    assert done.stderr.splitlines() == ([notice] if token.is_file() else []), done.stderr

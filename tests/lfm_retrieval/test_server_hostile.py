@@ -162,6 +162,44 @@ def test_search_input_the_engine_cannot_hold_is_a_4xx_naming_it(
     assert (error["code"], error["param"]) == (code, param)
 
 
+@pytest.mark.parametrize(
+    ("flt", "param", "message"),
+    [
+        (
+            {"must": [{"key": "lang", "match": "de"}]},
+            "filter.must[0].match",
+            'filter must[0].match: expected {"value": ...}, {"text": ...}, {"text_any": ...}, '
+            '{"phrase": ...}, {"prefix": ...}, {"substring": ...}, {"any": ...} or '
+            '{"except": ...}, got "de"',
+        ),
+        (
+            {"must": [{"key": "lang"}]},
+            "filter.must[0]",
+            "filter must[0]: a condition on 'lang' needs one of match, range, geo_bounding_box, "
+            "geo_radius, geo_polygon, values_count, is_empty, is_null",
+        ),
+        (
+            {"should": {"key": "n", "range": {"gt": [1]}}},
+            "filter.should.range.gt",
+            "filter should.range.gt: expected a number, a date-time such as "
+            '"2024-05-31T12:00:00Z" or a date such as "2024-05-31", got a list of integers',
+        ),
+    ],
+)
+def test_a_malformed_filter_names_its_place_in_the_request(
+    app: Any, flt: dict[str, Any], param: str, message: str
+) -> None:
+    body = {"query": "ship", "collection": "faq", "filter": flt}
+    response = call(app, "POST", "/v1/search", json=body, headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "invalid_filter",
+    }
+
+
 def test_a_filter_in_range_searches(app: Any) -> None:
     response = call(
         app,

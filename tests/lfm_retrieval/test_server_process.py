@@ -437,7 +437,7 @@ def test_serve_refuses_an_unset_api_key_variable(minilm_dir: Path) -> None:
 def test_serve_splits_the_cpu_cores_among_model_workers() -> None:
     import torch
 
-    from lfm_retrieval.cli import _model_workers
+    from lfm_retrieval.cli_serve import _model_workers
 
     before = torch.get_num_threads()
     try:
