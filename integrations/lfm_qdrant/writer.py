@@ -344,7 +344,9 @@ class MultiVectorWriter:
         any point and run again ends as one clean run would.
 
         Args:
-            texts, ids, metadata: the whole corpus, as for :meth:`add`.
+            texts: the whole corpus's texts, as for :meth:`add`.
+            ids: their ids, as for :meth:`add`.
+            metadata: their metadata, as for :meth:`add`.
             delete_missing: delete stored documents absent from the input. ``False`` is
                 resume: add and update only.
             show_progress: overrides the writer's ``show_progress`` for this call.
@@ -1326,6 +1328,7 @@ class EncodedElsewhere:
         self.checkpoint_digest = record.digest
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a model given as a ``ModelRecord`` cannot encode (``TypeError``)."""
         raise TypeError(
             f"{self.model_name} is given as a ModelRecord: this writer writes vectors encoded "
             "elsewhere (add_encoded) and cannot encode; pass a loaded encoder or a model name"
