@@ -3,8 +3,9 @@
 A directive is an HTML comment right above a fence (blank lines and other directives may
 sit between), invisible on GitHub and in the built site:
 
-- ``<!-- docs-test: needs KIND: why -->``: the block is not run here, only checked (its
-  imports, the arguments of its commands). KIND is one of :data:`NEEDS`, nothing else.
+- ``<!-- docs-test: needs KIND: why -->``: where that is missing the block is not run,
+  only checked (its imports, the arguments of its commands); a ``gpu`` block runs on a
+  machine with CUDA. KIND is one of :data:`NEEDS`, nothing else.
 - ``<!-- docs-test: setup`` + Python lines + ``-->``: what the example takes as given
   (``docs``, ``vector_store``, an LLM), run in the document's namespace first.
 - ``<!-- docs-test: output of: COMMAND -->`` above an untagged block: the block is a

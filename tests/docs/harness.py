@@ -160,7 +160,7 @@ class DocRun:
     # -- Python blocks ---------------------------------------------------------------
 
     def _python(self, block: Block) -> Outcome:
-        if block.needs:
+        if _unmet(block):
             _exec(_imports_only(block.source, block.id), self.namespace, block.id)
             return Outcome(checked=[_needs(block)])
         out = io.StringIO()
@@ -171,6 +171,8 @@ class DocRun:
     # -- shell blocks ----------------------------------------------------------------
 
     def _shell(self, block: Block, cwd: Path) -> Outcome:
+        if block.lang == "console":
+            return self._console(block, cwd)
         outcome = Outcome()
         for text in split_commands(block.source):
             command = parse(text, self.variables, lambda sub: self._substitute(sub, block))
@@ -182,13 +184,28 @@ class DocRun:
                 )
             if not command.argv:  # NAME=value [NAME=value ...]: the shell's own variables
                 self.variables.update(command.assignments)
-                outcome.ran = True  # a $(...) in it ran; a plain assignment is all there is
+                outcome.ran = True  # as a shell would (and a $(...) in it ran)
                 continue
-            reason = self._command(command, block, cwd)
+            reason, output = self._command(command, block, cwd)
+            outcome.output += output
             if reason is None:
                 outcome.ran = True
             else:
                 outcome.checked.append(reason)
+        return outcome
+
+    def _console(self, block: Block, cwd: Path) -> Outcome:
+        """A terminal session: ``$ `` lines are run, the lines after them are their output."""
+        lines = block.source.splitlines()
+        commands = "\n".join(line[2:] for line in lines if line.startswith("$ "))
+        shown = "\n".join(line for line in lines if not line.startswith("$ "))
+        outcome = self._shell(Block(block.doc, block.line, "bash", commands, block.needs), cwd)
+        if outcome.ran and shown.strip() and not output_matches(shown, outcome.output):
+            raise DocsFailure(
+                f"{block.id}: the output shown does not match what the commands print "
+                f"(numbers and absolute paths aside).\n--- the doc shows\n{shown}\n"
+                f"--- the commands printed\n{outcome.output}"
+            )
         return outcome
 
     def _substitute(self, text: str, block: Block) -> str:
@@ -199,19 +216,19 @@ class DocRun:
             raise DocsFailure(f"{block.id}: $({text}) exited {code}:\n{stdout}{stderr}")
         return stdout
 
-    def _command(self, command: Command, block: Block, cwd: Path) -> str | None:
-        """Run or check one command; the reason it was only checked, or None when it ran."""
+    def _command(self, command: Command, block: Block, cwd: Path) -> tuple[str | None, str]:
+        """Run or check one command: (why it was only checked, or None when it ran; stdout)."""
         argv = command.argv
-        reason = _needs(block) if block.needs else _never_run(argv)
+        reason = _needs(block) if _unmet(block) else _never_run(argv)
         if reason is not None:
             _check_arguments(argv, block, cwd)
-            return reason
+            return reason, ""
         code, stdout, stderr = self._execute(argv, command.assignments, block)
         if code:
             raise DocsFailure(
                 f"{block.id}: `{command.text}` exited {code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
             )
-        return None
+        return None, stdout
 
     def _execute(self, argv: list[str], env: dict[str, str], block: Block) -> tuple[int, str, str]:
         """Run ``lfm-retrieval`` or ``python`` in this process: (exit code, stdout, stderr).
@@ -224,6 +241,8 @@ class DocRun:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = _dispatch(argv, block)
         finally:
+            for name in env.keys() - self.variables.keys():
+                os.environ.pop(name, None)
             _set_environment(self.variables)
         return code, out.getvalue(), err.getvalue()
 
@@ -303,6 +322,17 @@ def _imports_only(source: str, where: str) -> str:
     tree = ast.parse(source, filename=where)  # a syntax error fails here
     imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     return ast.unparse(ast.Module(body=imports, type_ignores=[]))
+
+
+def _unmet(block: Block) -> bool:
+    """Whether the block needs what this machine lacks (a GPU block runs where there is one)."""
+    if block.needs is None:
+        return False
+    if block.needs[0] == "gpu":
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
 
 
 def _needs(block: Block) -> str:
@@ -470,6 +500,14 @@ def _check_requirement(word: str, extras: set[str], block: Block) -> None:
     if canonicalize_name(requirement.name) == "lfm-retrieval":
         _check_extras(word, extras, block)
         return
+    if canonicalize_name(requirement.name) == "torch":
+        # A GPU machine has the CUDA build it wants; what the docs pin is what CI installs.
+        pinned = re.search(r"pip install -q (torch==\S+)", (ROOT / ".ci" / "run").read_text())
+        if pinned is None or pinned[1] != word:
+            raise DocsFailure(
+                f"{block.id}: the docs pin {word}; .ci/run installs {pinned and pinned[1]}"
+            )
+        return
     try:
         installed = metadata.version(requirement.name)
     except metadata.PackageNotFoundError:
@@ -486,9 +524,12 @@ def _check_requirement(word: str, extras: set[str], block: Block) -> None:
 def _check_help(argv: list[str], block: Block) -> None:
     """Another program (``hf``, ``schemathesis``): its ``--help`` lists every flag used."""
     words = [a for a in argv[1:] if not a.startswith("-")][:1]
+    # The tested environment's own copy, even when its bin/ is not on PATH.
+    beside = Path(sys.executable).parent / argv[0]
+    program = str(beside) if beside.is_file() else argv[0]
     try:
         result = subprocess.run(
-            [argv[0], *words, "--help"], capture_output=True, text=True, timeout=120, check=False
+            [program, *words, "--help"], capture_output=True, text=True, timeout=120, check=False
         )
     except FileNotFoundError:
         raise DocsFailure(
