@@ -92,6 +92,7 @@ class Lfm2Config:
 
     @property
     def head_dim(self) -> int:
+        """Width of one attention head: ``hidden_size // num_attention_heads``."""
         return self.hidden_size // self.num_attention_heads
 
     @classmethod

@@ -29,6 +29,7 @@ from .backbones import AutoModelBackbone, Lfm2Backbone, load_backbone
 from .batching import plan_batches, prefetch, split_on_oom
 from .config import BatchingConfig, ColBERTHeadConfig, DenseHeadConfig
 from .defaults import DEFAULT_TOP_N
+from .devices import resolve_device
 from .errors import CheckpointError, InputError
 from .explain import Explanation, explain_documents
 from .loading import (
@@ -72,17 +73,6 @@ _IMPORT_PID = os.getpid()
 # Texts tokenized per chunk: big enough to sort well by length, small enough that the
 # next chunk's tokenization overlaps the current chunk's forward passes.
 _CHUNK_TEXTS = 4096
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> cuda, then mps, then cpu; anything else as given."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def resolve_dtype(dtype: DTypeName | torch.dtype, device: torch.device) -> torch.dtype:
@@ -534,6 +524,7 @@ class DenseEncoder(_Encoder):
         Raises:
             CheckpointError: the checkpoint is missing, unreachable, unsafe or inconsistent.
         """
+        device = resolve_device(device)  # a device this machine lacks fails before any loading
         loaded = _load(
             model_name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
         )
@@ -544,7 +535,7 @@ class DenseEncoder(_Encoder):
             for m in loaded.modules
             if m.kind == "dense"
         ]
-        batching = BatchingConfig.for_device(resolve_device(device).type).replace(
+        batching = BatchingConfig.for_device(device.type).replace(
             max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
         )
         return cls(
@@ -740,6 +731,7 @@ class LateInteractionEncoder(_Encoder):
         Arguments as :meth:`DenseEncoder.from_pretrained` (no ``normalize``: ColBERT
         vectors are always L2-normalized).
         """
+        device = resolve_device(device)  # a device this machine lacks fails before any loading
         loaded = _load(
             model_name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle
         )
@@ -760,7 +752,7 @@ class LateInteractionEncoder(_Encoder):
                 head.document_length, loaded.position_limit, "document_length", model_name_or_path
             ),
         )
-        batching = BatchingConfig.for_device(resolve_device(device).type).replace(
+        batching = BatchingConfig.for_device(device.type).replace(
             max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size
         )
         return cls(
@@ -780,10 +772,12 @@ class LateInteractionEncoder(_Encoder):
 
     @property
     def query_length(self) -> int:
+        """Tokens of every query's vectors: prefix, text, then expansion tokens up to it."""
         return self.head.query_length
 
     @property
     def document_length(self) -> int:
+        """Most tokens per document (``[D] `` and special tokens included); longer ones are cut."""
         return self.head.document_length
 
     def encode_queries(

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
+from .devices import parse_device
 from .encoders import DenseEncoder, DTypeName, LateInteractionEncoder
 from .errors import InputError
 from .validation import check_positive_int
@@ -176,7 +177,7 @@ def resolve_encoder(
     if (
         options.device != "auto"
         and isinstance(own_device, torch.device)
-        and not _same_device(torch.device(options.device), own_device)
+        and not _same_device(parse_device(options.device), own_device)
     ):
         raise InputError(
             f"{owner}: device={options.device!r} does not match the encoder passed in, "

@@ -36,11 +36,12 @@ def maxsim(
     Returns:
         ``[len(documents)]`` float32 scores, in the order of ``documents``.
 
-    >>> q = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    >>> d0 = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)   # 1.0 + 0.8
-    >>> d1 = np.array([[-1.0, 0.0]], dtype=np.float32)              # -1.0 + 0.0
-    >>> [round(float(s), 4) for s in maxsim(q, [d0, d1])]
-    [1.8, -1.0]
+    Examples:
+        >>> q = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+        >>> d0 = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)   # 1.0 + 0.8
+        >>> d1 = np.array([[-1.0, 0.0]], dtype=np.float32)              # -1.0 + 0.0
+        >>> [round(float(s), 4) for s in maxsim(q, [d0, d1])]
+        [1.8, -1.0]
     """
     if query is None or isinstance(query, (str, bytes)):
         raise TypeError(f"query is a {type(query).__name__}; expected a [n_tokens, dim] array")

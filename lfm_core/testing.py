@@ -9,7 +9,10 @@ EOS 7) and PyLate's ``[Q] ``/``[D] `` tokens added last.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +30,7 @@ __all__ = [
     "train_tokenizer",
     "write_colbert_checkpoint",
     "write_dense_checkpoint",
+    "write_hub_cache",
 ]
 
 LFM2_SPECIAL_TOKENS = [
@@ -346,6 +350,42 @@ def write_colbert_layout(
         str(folder / "1_Dense" / "model.safetensors"),
     )
     return folder
+
+
+def write_hub_cache(cache_dir: Path, repo_id: str, folder: Path) -> Path:
+    """Put a model folder into a Hugging Face cache as ``hf download`` lays it out.
+
+    ``cache_dir/models--{org}--{name}/`` gets ``blobs/`` (the files, named by their
+    SHA-256), ``snapshots/<commit>/`` (relative symlinks into ``blobs/``) and ``refs/main``
+    (the commit). With ``HF_HUB_CACHE=cache_dir`` and ``HF_HUB_OFFLINE=1``,
+    ``from_pretrained(repo_id)`` then loads the folder without any network access.
+
+    Args:
+        cache_dir: the cache root (what ``HF_HUB_CACHE`` names).
+        repo_id: the hub id the folder stands for, e.g. ``"LiquidAI/LFM2.5-Embedding-350M"``.
+        folder: a checkpoint folder (e.g. from :func:`write_dense_checkpoint`).
+
+    Returns:
+        The snapshot folder.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    commit = hashlib.sha1()  # a stand-in commit id: 40 hex digits, fixed by the contents
+    for file in files:
+        commit.update(str(file.relative_to(folder)).encode() + b"\0" + file.read_bytes())
+    root = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = root / "snapshots" / commit.hexdigest()
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    for file in files:
+        blob = root / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        if not blob.exists():
+            shutil.copyfile(file, blob)
+        link = snapshot / file.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(commit.hexdigest(), encoding="utf-8")
+    return snapshot
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -102,7 +102,7 @@ def add_serve_command(commands: Any, parents: list[argparse.ArgumentParser]) -> 
         default=None,
         metavar="N",
         help="merged batches run at once, each on its own thread; on CPU each gets "
-        "cores/N torch threads (default: 2 on CPU, 1 on GPU). 1 gives a lone request on a "
+        "cores/N torch threads (default: min(2, torch threads) on CPU, 1 on GPU). 1 gives a lone request on a "
         "large model all the cores; 2 gives more throughput under concurrent requests",
     )
     group.add_argument(

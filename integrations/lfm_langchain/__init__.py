@@ -9,8 +9,9 @@
 - :class:`LFMColBERTRetriever`: a ``BaseRetriever`` over a Qdrant collection written by
   ``lfm_qdrant.MultiVectorWriter``: dense prefetch and MaxSim inside Qdrant.
 
-Install with ``pip install lfm-retrieval[langchain]`` (the store and the retriever also need
-``[qdrant]``).
+Install with ``pip install -e ".[langchain]"`` in a checkout (published:
+``pip install "lfm-retrieval[langchain]"``); the store, and the writer the retriever
+searches, also need ``[qdrant]``.
 """
 
 from typing import TYPE_CHECKING

@@ -45,16 +45,19 @@ class LFMEmbeddings(BaseModel, Embeddings):
         embeddings = LFMEmbeddings(base_url="http://gpu-box:8080", api_key="KEY")
 
     Args:
+        encoder: An already loaded :class:`~lfm_core.DenseEncoder` to use instead of
+            loading ``model_name``. Loading options (``max_batch_size``,
+            ``max_tokens_per_batch``, ``model_kwargs``, ``normalize=False``) belong to that
+            encoder and cannot be passed here; a ``model_name`` or ``device`` must match it.
+        **data: the fields below, by keyword.
+
+    Attributes:
         base_url: The service's URL; set, it switches to remote mode, where ``model_name``
             (when given) names the served model and loading options are refused.
         api_key: The service's key (``Authorization: Bearer``), remote mode only.
         timeout_s: Seconds to wait for one answer of the service.
         max_retries: Retries of a busy service (503, honouring ``Retry-After``) or a
             connection error.
-        encoder: An already loaded :class:`~lfm_core.DenseEncoder` to use instead of
-            loading ``model_name``. Loading options (``max_batch_size``,
-            ``max_tokens_per_batch``, ``model_kwargs``, ``normalize=False``) belong to that
-            encoder and cannot be passed here; a ``model_name`` or ``device`` must match it.
         model_name: Hugging Face hub id or local folder of the checkpoint.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; None lets the core pick
             (cuda, then mps, then cpu).

@@ -47,12 +47,15 @@ class LFMColBERTReranker(BaseDocumentCompressor):
     torch in this process): ``LFMColBERTReranker(base_url="http://gpu-box:8080", top_n=5)``.
 
     Args:
+        encoder: An already loaded :class:`~lfm_core.LateInteractionEncoder` to use
+            instead of loading ``model_name``.
+        **data: the fields below, by keyword.
+
+    Attributes:
         base_url: ``lfm-retrieval serve``'s URL: remote mode; loading options are refused.
         api_key: The service's key, remote mode only.
         timeout_s: Seconds to wait for one answer of the service.
         max_retries: Retries of a busy (503, ``Retry-After``) or unreachable service.
-        encoder: An already loaded :class:`~lfm_core.LateInteractionEncoder` to use
-            instead of loading ``model_name``.
         model_name: Hugging Face hub id or local folder of a ColBERT checkpoint.
         device: ``"cuda"``, ``"mps"``, ``"cpu"``...; None lets the core pick.
         max_batch_size: At most this many texts per forward pass; None: the core's default.

@@ -74,6 +74,9 @@ class LFMColBERTRetriever(BaseRetriever):
         chain = {"context": retriever, "question": RunnablePassthrough()} | prompt | llm
 
     Args:
+        **data: the fields below, by keyword.
+
+    Attributes:
         writer: an ``lfm_qdrant.MultiVectorWriter`` whose collection holds the documents.
         k: documents to return, best first.
         prefetch_limit: candidates of the dense stage (hybrid mode), at least ``k``.

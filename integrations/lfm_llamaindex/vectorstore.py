@@ -131,6 +131,7 @@ class LFMQdrantVectorStore(BasePydanticVectorStore):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex stores with a serialized store."""
         return "LFMQdrantVectorStore"
 
     @property

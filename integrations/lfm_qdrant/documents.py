@@ -80,6 +80,7 @@ class SyncReport:
         )
 
     def to_json(self) -> dict[str, int]:
+        """The counts as a JSON object (what ``lfm-retrieval index --json`` prints)."""
         return {
             "added": self.added,
             "updated": self.updated,

@@ -20,6 +20,7 @@ class EncodedElsewhere:
         self.checkpoint_digest = record.digest
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a model given as a ``ModelRecord`` cannot encode (``TypeError``)."""
         raise TypeError(
             f"{self.model_name} is given as a ModelRecord: this writer writes vectors encoded "
             "elsewhere (add_encoded) and cannot encode; pass a loaded encoder or a model name"

@@ -80,11 +80,13 @@ class ModelRecord:
         return self.model == other.model
 
     def describe(self) -> str:
+        """``model@revision (dim-d, sha256:…)``: how errors name the model."""
         revision = f"@{self.revision}" if self.revision else ""
         digest = f", {self.digest[:19]}" if self.digest else ""
         return f"{self.model}{revision} ({self.dim}-d{digest})"
 
     def to_json(self) -> dict[str, Any]:
+        """The record as stored in the collection metadata."""
         return {
             "model": self.model,
             "dim": self.dim,
@@ -94,6 +96,11 @@ class ModelRecord:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> ModelRecord:
+        """Read a stored record; ``where`` names it in the error.
+
+        Raises:
+            CollectionError: ``data`` is not a model record.
+        """
         if not isinstance(data, Mapping) or not isinstance(data.get("model"), str):
             raise CollectionError(f"{where} is not a model record (no 'model' string)")
         dim = data.get("dim")
@@ -120,6 +127,7 @@ class CollectionRecord:
         lexical: LexicalConfig | None = None,
         chunking: Mapping[str, int] | None = None,
     ) -> CollectionRecord:
+        """The record of a writer's encoders (or ``ModelRecord``s; ``None``: no such vector)."""
         return cls(
             dense=None if dense is None else ModelRecord.of(dense),
             colbert=None if colbert is None else ModelRecord.of(colbert),

@@ -342,7 +342,9 @@ class MultiVectorWriter(StoreMethods):
         any point and run again ends as one clean run would.
 
         Args:
-            texts, ids, metadata: the whole corpus, as for :meth:`add`.
+            texts: the whole corpus's texts, as for :meth:`add`.
+            ids: their ids, as for :meth:`add`.
+            metadata: their metadata, as for :meth:`add`.
             delete_missing: delete stored documents absent from the input. ``False`` is
                 resume: add and update only.
             show_progress: overrides the writer's ``show_progress`` for this call.

@@ -242,6 +242,11 @@ class QdrantDatasink(Datasink[int]):
         self.writer_options = dict(writer_options or {})
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> int:
+        """Ray's write task: the encoded blocks through ``MultiVectorWriter.add_encoded``.
+
+        Returns:
+            The points written.
+        """
         client = self.target.open()
         written = 0
         try:
@@ -261,6 +266,7 @@ class QdrantDatasink(Datasink[int]):
 
     @property
     def supports_distributed_writes(self) -> bool:
+        """Each write task opens its own client: the server takes writes from every node."""
         return True
 
 
