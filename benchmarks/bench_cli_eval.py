@@ -1,6 +1,7 @@
 """``lfm-retrieval eval --mode hybrid`` end to end on 10,000 short multilingual documents.
 
-Builds a BEIR folder from NTREX-128 (``--data DIR`` holds ``ntrex128/``): the corpus is the first
+Builds a BEIR folder from NTREX-128 (``ntrex128/`` in the data folder that ``--data DIR``
+names, beside ``beir-scifact/`` and ``lfm2-tokenizer/``): the corpus is the first
 sentences of the 11 languages (10,000 in all, 20-40 tokens each), the queries are English
 sentences whose German translation is the relevant document. Builds tiny random-weight
 checkpoints in the LFM2.5 layouts (small models, so that the store, not the model, is what
@@ -14,7 +15,7 @@ into a fresh Edge store:
 
 Usage::
 
-    python benchmarks/bench_cli_eval.py --docs 10000 --queries 300
+    python benchmarks/bench_cli_eval.py --data DATA --docs 10000 --queries 300
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.workload import NTREX_DIR, add_data_argument, require_data
 from lfm_core.testing import write_colbert_checkpoint, write_dense_checkpoint
 from lfm_retrieval import cli
 from lfm_retrieval.crosslingual import LANGUAGES, read_ntrex
-
-# The data folder: ntrex128/ (NTREX-128) inside; docs/evaluations.md says where to get it.
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def build_beir(ntrex: Path, folder: Path, n_docs: int, n_queries: int) -> None:
@@ -72,19 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        metavar="DIR",
-        help="folder holding ntrex128/ (NTREX-128; see docs/evaluations.md)",
-    )
+    add_data_argument(parser)
     args = parser.parse_args()
-    ntrex = args.data / "ntrex128"
-    if not ntrex.is_dir():
-        raise SystemExit(
-            f"NTREX-128 not found at {ntrex}: pass --data DIR, the folder holding ntrex128/"
-        )
+    ntrex = require_data(args.data, NTREX_DIR) / NTREX_DIR
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_beir(ntrex, root / "ntrex-beir", args.docs, args.queries)

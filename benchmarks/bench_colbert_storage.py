@@ -18,8 +18,8 @@ prefetch 100, MaxSim to 10):
 
 Usage::
 
-    python benchmarks/bench_colbert_storage.py            # about 15 min on 2 CPU cores
-    python benchmarks/bench_colbert_storage.py --docs 1000 --queries 50   # a quick look
+    python benchmarks/bench_colbert_storage.py --data DATA    # about 15 min on 2 CPU cores
+    python benchmarks/bench_colbert_storage.py --data DATA --docs 1000 --queries 50  # a quick look
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.workload import NTREX_DIR, SCIFACT_DIR, add_data_argument, require_data
 from lfm_core import DenseEncoder, LateInteractionEncoder
 from lfm_core.pooling import pool_tokens
 from lfm_qdrant import EdgeStore, MultiVectorWriter, point_id
@@ -45,8 +48,6 @@ from lfm_retrieval.corpus import read_beir_qrels, read_beir_queries, read_corpus
 from lfm_retrieval.crosslingual import read_ntrex
 from lfm_retrieval.evaluation import evaluate
 
-# The data folder: beir-scifact/ and ntrex128/ inside; docs/evaluations.md says where to get them.
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BYTES = {"float32": 4, "float16": 2, "turbo8": 1}
 
 
@@ -128,7 +129,7 @@ class Precomputed:
 def dataset_scifact(
     data: Path, n_docs: int | None, n_queries: int | None
 ) -> tuple[list[Any], dict, dict]:
-    folder = data / "beir-scifact"
+    folder = data / SCIFACT_DIR
     docs = list(read_corpus(folder))[:n_docs]
     qrels = read_beir_qrels(folder, "test")
     queries = read_beir_queries(folder)
@@ -142,14 +143,9 @@ def main() -> None:
     parser.add_argument(
         "--queries", type=int, default=None, help="queries per dataset (default all / 300)"
     )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        metavar="DIR",
-        help="folder holding beir-scifact/ and ntrex128/ (see docs/evaluations.md)",
-    )
+    add_data_argument(parser)
     args = parser.parse_args()
+    require_data(args.data, SCIFACT_DIR, NTREX_DIR)
     print(f"# {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -159,7 +155,7 @@ def main() -> None:
         dense = DenseEncoder.from_pretrained(minilm_folder(), device="cpu")
         docs, sci_queries, sci_qrels = dataset_scifact(args.data, args.docs, args.queries)
         sci_texts = [d.content for d in docs]
-        ntrex = read_ntrex(args.data / "ntrex128", ["en"])["en"]
+        ntrex = read_ntrex(args.data / NTREX_DIR, ["en"])["en"]
         n_q = args.queries or 300
         ntrex_queries = {f"n{i}": " ".join(ntrex[i].split()[:6]) for i in range(n_q)}
         datasets = {

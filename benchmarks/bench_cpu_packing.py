@@ -1,16 +1,18 @@
 """A/B/C of our float32 CPU linear kernels: plain ``F.linear``, oneDNN-packed, as shipped.
 
-The same random-weight LFM2.5-Embedding-350M checkpoint (real config) is loaded three
-times: with the packing turned off (plain ``F.linear``), with every layer on the packed
-kernel whatever the row count, and as users get it (``lfm_core.onednn.pack_linears_for_cpu``:
-the packed kernel below the row count from which ``F.linear`` was faster when timed at load).
-All encode the same log-uniform 16-512-token documents, interleaved so that a change in
+The same random-weight LFM2.5-Embedding-350M checkpoint (the real config, from the data
+folder that ``--data DIR`` names: ``beir-scifact/``, ``ntrex128/``, ``lfm2-tokenizer/``) is
+loaded three times: with the packing turned off (plain ``F.linear``), with every layer on the
+packed kernel whatever the row count, and as users get it
+(``lfm_core.onednn.pack_linears_for_cpu``: the packed kernel below the row count from which
+``F.linear`` was faster when timed at load). All encode the same log-uniform 16-512-token
+SciFact documents, interleaved so that a change in
 machine load hits each, and a 32-token query. Prints seconds per repetition, the speed-ups
 over ``F.linear``, query p50 and the largest vector difference.
 
 Usage::
 
-    python benchmarks/bench_cpu_packing.py --docs 32 --reps 3
+    python benchmarks/bench_cpu_packing.py --data DATA --docs 32 --reps 3
 """
 
 from __future__ import annotations
@@ -31,21 +33,23 @@ from benchmarks import workload
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    workload.add_data_argument(parser)
     parser.add_argument("--docs", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--query-reps", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    workload.require_data(args.data, workload.SCIFACT_CORPUS, workload.LFM2_CONFIGS["lfm2-dense"])
 
     from transformers import AutoTokenizer
 
     from lfm_core import DenseEncoder
     from lfm_core import encoders as encoders_module
 
-    corpus, source = workload.corpus_texts(seed=args.seed)
+    corpus, source = workload.corpus_texts(args.data, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="lfm-packing-") as tmp:
         folder = workload.write_lfm2_checkpoint(
-            Path(tmp) / "lfm2-dense", "lfm2-dense", corpus, seed=args.seed
+            args.data, Path(tmp) / "lfm2-dense", "lfm2-dense", corpus, seed=args.seed
         )
         t0 = time.perf_counter()
         shipped = DenseEncoder.from_pretrained(folder, device="cpu")

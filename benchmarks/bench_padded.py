@@ -4,16 +4,18 @@ forward of ``lfm_core.modeling_bert``, the default since 2026-12-02; then how ma
 the padded layout computes per real token.
 
 The queries are the ones ``bench_server`` sends (the first words of SciFact titles, 11-26
-tokens). For each setting it prints queries/s encoding 1 query at a time and 64 at once
-(median of 5 calls).
+tokens, from the data folder that ``--data DIR`` names: ``beir-scifact/``, ``ntrex128/``,
+``lfm2-tokenizer/``; seeded synthetic words without it). For each setting it prints
+queries/s encoding 1 query at a time and 64 at once (median of 5 calls).
 
 Usage::
 
-    python -m benchmarks.bench_padded
+    python -m benchmarks.bench_padded --data DATA
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
@@ -26,6 +28,7 @@ import lfm_core.encoders as encoders
 from benchmarks.bench_server import queries_and_docs
 from benchmarks.harness import _minilm_dir
 from benchmarks.measure import latencies
+from benchmarks.workload import SCIFACT_CORPUS, add_data_argument, require_data
 from lfm_core import DenseEncoder
 
 
@@ -52,8 +55,13 @@ def padding(encoder: DenseEncoder, queries: list[str]) -> None:
         print(f"padded layout, {per_call} queries per call: {padded / real:.2f} rows per token")
 
 
-def main() -> int:
-    queries, _ = queries_and_docs(600)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_argument(parser, without="queries from seeded synthetic words")
+    args = parser.parse_args(argv)
+    if args.data is not None:
+        require_data(args.data, SCIFACT_CORPUS)
+    queries, _ = queries_and_docs(args.data, 600)
     cap = batching._MAX_PADDING
     pack = encoders.pack_linears_checked
     print(

@@ -8,7 +8,8 @@ serialization and the backend's write.
 
 Token counts per document are log-uniform in [16, 512] (median about 90, as passage
 corpora; the benchmark harness's ``workload.log_uniform_lengths``); payload texts are cut
-from SciFact (about 4 characters per token) when ``../shared/data`` is there.
+from SciFact (about 4 characters per token) in the data folder that ``--data DIR`` names
+(``beir-scifact/``, ``ntrex128/``, ``lfm2-tokenizer/``), from seeded synthetic words without it.
 
 Backends:
 - ``null`` / ``null-grpc``: a client that serializes each upsert as the REST client
@@ -21,9 +22,9 @@ Backends:
 
 Usage::
 
-    python benchmarks/bench_qdrant_write.py --docs 10000 --backend null
-    python benchmarks/bench_qdrant_write.py --docs 10000 --backend memory
-    python benchmarks/bench_qdrant_write.py --docs 2000 --backend path
+    python benchmarks/bench_qdrant_write.py --data DATA --docs 10000 --backend null
+    python benchmarks/bench_qdrant_write.py --data DATA --docs 10000 --backend memory
+    python benchmarks/bench_qdrant_write.py --data DATA --docs 2000 --backend path
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ from typing import Any
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import corpus_texts, log_uniform_lengths
-
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.workload import (
+    SCIFACT_CORPUS,
+    add_data_argument,
+    corpus_texts,
+    log_uniform_lengths,
+    require_data,
+)
 from lfm_qdrant import MultiVectorWriter
 
 DENSE_DIM = 1024
@@ -119,6 +126,12 @@ class NullClient:
     def create_collection(self, **kwargs: Any) -> bool:
         return True
 
+    def create_payload_index(self, **kwargs: Any) -> bool:  # the writer indexes chunk.doc
+        return True
+
+    def delete(self, **kwargs: Any) -> None:
+        """The writer's per-batch delete of a document's stale points: nothing to drop here."""
+
     def upsert(self, collection_name: str, points: list[Any], wait: bool = True) -> None:
         from qdrant_client import models
         from qdrant_client.conversions.conversion import RestToGrpc
@@ -165,10 +178,10 @@ def make_client(backend: str, url: str | None, workdir: Path) -> Any:
     return QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
 
 
-def documents(n: int, seed: int) -> tuple[list[str], list[int], str]:
+def documents(data: Path | None, n: int, seed: int) -> tuple[list[str], list[int], str]:
     """``n`` distinct payload texts, their token counts, and where the text came from."""
     lengths = log_uniform_lengths(n, low=16, high=512, seed=seed)
-    corpus, source = corpus_texts(max_chars=3_000_000, seed=seed)
+    corpus, source = corpus_texts(data, max_chars=3_000_000, seed=seed)
     texts = [f"{i}: {corpus[i % len(corpus)][: 4 * k]}" for i, k in enumerate(lengths)]
     return texts, lengths, source
 
@@ -185,6 +198,7 @@ def cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_argument(parser, without="payload texts from seeded synthetic words")
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument(
         "--backend", choices=["null", "null-grpc", "memory", "path", "url"], default="null"
@@ -195,8 +209,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.data is not None:
+        require_data(args.data, SCIFACT_CORPUS)
 
-    texts, lengths, source = documents(args.docs, args.seed)
+    texts, lengths, source = documents(args.data, args.docs, args.seed)
     index = {t: i for i, t in enumerate(texts)}
     dense = PrecomputedDense(index) if args.vectors in ("both", "dense") else None
     colbert = PrecomputedColBERT(index, lengths) if args.vectors in ("both", "colbert") else None

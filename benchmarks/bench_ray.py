@@ -27,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The data folder: beir-scifact/ (BEIR SciFact) inside; docs/evaluations.md says where to get it.
-DEFAULT_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+from benchmarks.workload import SCIFACT_CORPUS, add_data_argument, require_data
 
 
 def run(cmd: list[str]) -> tuple[float, str]:
@@ -48,17 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--docs", type=int, default=0, help="first N documents (default all)")
     parser.add_argument("--workers", default="2", help="Ray worker counts to run, e.g. 1,2")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        metavar="DIR",
-        help="folder holding beir-scifact/ (BEIR SciFact; see docs/evaluations.md)",
-    )
+    add_data_argument(parser)
     args = parser.parse_args(argv)
-    scifact = args.data / "beir-scifact" / "corpus.jsonl"
-    if not scifact.is_file():
-        raise SystemExit(f"{scifact} not found: pass --data DIR, the folder holding beir-scifact/")
+    scifact = require_data(args.data, SCIFACT_CORPUS) / SCIFACT_CORPUS
     from benchmarks.harness import _minilm_dir
 
     model = str(_minilm_dir())

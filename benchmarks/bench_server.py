@@ -15,11 +15,13 @@ The client: one thread per concurrent client, each with its own keep-alive
 (``query``) or 8 documents (``docs``). It prints requests/s, texts/s and p50/p99 latency
 per service and level, the CPU time per request of the service and of the client (they
 share the machine's cores; the service's figure is its main process, from /proc), and the
-ratios the issue asks for.
+ratios between the services.
 
-``--model lfm2-dense`` serves a random-weight LFM2.5-Embedding-350M (the real config from
-``../shared/data``) and also compares the service's tokens/s with in-process
-``encode_documents`` on the same texts.
+The texts come from SciFact in the data folder (``--data DIR``: ``beir-scifact/``,
+``ntrex128/``, ``lfm2-tokenizer/``), from seeded synthetic words without it.
+``--model lfm2-dense`` serves a random-weight LFM2.5-Embedding-350M (the real config from the
+data folder, so it needs ``--data``) and also compares the service's tokens/s with
+in-process ``encode_documents`` on the same texts.
 
 ``--remote-clients`` measures the clients instead, on the ``ours`` service alone: remote-mode
 ``LFMEmbeddings(base_url=...)`` against the openai SDK's ``embeddings.create`` (one shared
@@ -28,9 +30,9 @@ documents), interleaved ``--rounds`` times, medians of requests/s.
 
 Usage::
 
-    python -m benchmarks.bench_server --model minilm --clients 1,8,64
-    python -m benchmarks.bench_server --model minilm --remote-clients --clients 1,8,64
-    python -m benchmarks.bench_server --model lfm2-dense --clients 1,8 --workloads docs
+    python -m benchmarks.bench_server --data DATA --model minilm --clients 1,8,64
+    python -m benchmarks.bench_server --data DATA --model minilm --remote-clients --clients 1,8,64
+    python -m benchmarks.bench_server --data DATA --model lfm2-dense --clients 1,8 --workloads docs
 """
 
 from __future__ import annotations
@@ -215,20 +217,28 @@ def make_bodies(texts: list[str], per_request: int, model: str, count: int) -> l
     return bodies
 
 
-def queries_and_docs(max_doc_chars: int) -> tuple[list[str], list[str]]:
+def queries_and_docs(data: Path | None, max_doc_chars: int) -> tuple[list[str], list[str]]:
+    """Queries (a text's first 8 words and "?") and documents (a text's first characters),
+    from SciFact in the data folder ``data``, or from seeded synthetic words when ``None``."""
     from benchmarks.workload import corpus_texts
 
-    texts, _ = corpus_texts(max_chars=600_000)
+    texts, _ = corpus_texts(data, max_chars=600_000)
     queries = [" ".join(t.split()[:8]) + "?" for t in texts]
     docs = [t[:max_doc_chars] for t in texts]
     return queries, docs
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.workload import LFM2_CONFIGS, SCIFACT_CORPUS, add_data_argument, require_data
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=("minilm", "lfm2-dense"), default="minilm")
+    add_data_argument(
+        parser,
+        without="texts from seeded synthetic words; --model lfm2-dense needs it for its real config",
+    )
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--workloads", default="query,docs", help="query, docs or both")
     parser.add_argument(
@@ -251,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-batch-tokens", default="", help="serve --max-batch-tokens (default: serve's own)"
     )
     args = parser.parse_args(argv)
+    if args.model == "lfm2-dense" or args.data is not None:
+        needs = [LFM2_CONFIGS["lfm2-dense"]] if args.model == "lfm2-dense" else []
+        require_data(args.data, SCIFACT_CORPUS, *needs, what=f"--model {args.model}")
     levels = [int(x) for x in args.clients.split(",")]
     workloads = args.workloads.split(",")
 
@@ -263,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from benchmarks.workload import corpus_texts, write_lfm2_checkpoint
 
-            corpus, _ = corpus_texts(max_chars=400_000)
-            folder = write_lfm2_checkpoint(workdir / "lfm2-dense", "lfm2-dense", corpus)
-        queries, docs = queries_and_docs(args.doc_chars)
+            corpus, _ = corpus_texts(args.data, max_chars=400_000)
+            folder = write_lfm2_checkpoint(args.data, workdir / "lfm2-dense", "lfm2-dense", corpus)
+        queries, docs = queries_and_docs(args.data, args.doc_chars)
         if args.remote_clients:
             args.skip_unbatched = args.skip_infinity = True
         services = start_services(args, folder)

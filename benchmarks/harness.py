@@ -2,9 +2,13 @@
 
 Run from the project root::
 
-    python -m benchmarks.harness --model lfm2-dense --quick
-    python -m benchmarks.harness --model lfm2-colbert --device cuda --docs 8192
-    python -m benchmarks.harness --model minilm
+    python -m benchmarks.harness --model lfm2-dense --data DATA --quick
+    python -m benchmarks.harness --model lfm2-colbert --data DATA --device cuda --docs 8192
+    python -m benchmarks.harness --model minilm --data DATA
+
+``--data DIR`` names the data folder (``beir-scifact/``, ``ntrex128/``, ``lfm2-tokenizer/``):
+documents are cut from SciFact, and the LFM2 models take their real configs from it.
+``--model minilm`` runs without it, on seeded synthetic text.
 
 Models:
     lfm2-dense    ours vs ``SentenceTransformer.encode`` on a random-weight LFM2.5-Embedding-350M
@@ -124,6 +128,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", choices=MODELS, default="lfm2-dense")
+    workload.add_data_argument(
+        parser,
+        without="--model minilm cuts its documents from seeded synthetic text; the LFM2 "
+        "models need it for their real configs",
+    )
     parser.add_argument(
         "--docs", type=int, default=None, help="documents to encode (default: by model and device)"
     )
@@ -182,6 +191,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print a markdown report. Returns 0, or 1 when a vector check fails."""
     args = _parse(argv)
+    if args.model != "minilm" or args.data is not None:
+        needs = [] if args.model == "minilm" else [workload.LFM2_CONFIGS[args.model]]
+        workload.require_data(
+            args.data, workload.SCIFACT_CORPUS, *needs, what=f"--model {args.model}"
+        )
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     args.load_before = _load_average()
     if args.threads:
@@ -216,7 +230,7 @@ def _run(
     args: argparse.Namespace, dev: str, dtype: torch.dtype, plan: Plan, workdir: Path
 ) -> tuple[str, bool]:
     started = time.perf_counter()
-    corpus, source = workload.corpus_texts(seed=args.seed)
+    corpus, source = workload.corpus_texts(args.data, seed=args.seed)
     notes: list[str] = []
     folder, flops = _model_folder(args, corpus, workdir, notes)
     encoder = _load_ours(args.model, folder, dev, dtype)
@@ -254,10 +268,12 @@ def _model_folder(
         return folder, workload.bert_flops(json.loads((folder / "config.json").read_text()))
     folder = workdir / args.model
     t0 = time.perf_counter()
-    workload.write_lfm2_checkpoint(folder, args.model, corpus, seed=args.seed)
+    workload.write_lfm2_checkpoint(args.data, folder, args.model, corpus, seed=args.seed)
     notes.append(f"random-weight checkpoint written in {time.perf_counter() - t0:.1f} s")
     head = 128 if args.model == "lfm2-colbert" else 0
-    return folder, workload.lfm2_flops(workload.load_lfm2_config(args.model), head_out=head)
+    return folder, workload.lfm2_flops(
+        workload.load_lfm2_config(args.data, args.model), head_out=head
+    )
 
 
 def _sweep_docs(work: Workload) -> int:
@@ -672,7 +688,7 @@ def _report(
         f"## {args.model}: {ours.name} vs {peer.name} — {dev}, {dt}",
         "",
         f"- machine: {_machine(dev)}; python {platform.python_version()}, torch {torch.__version__}",
-        f"- model: {_describe_model(args.model, folder)}",
+        f"- model: {_describe_model(args.model, folder, args.data)}",
         f"- documents: {n} cut from {work.corpus_source}; tokens per document min {min(work.doc_tokens)}, "
         f"median {statistics.median(work.doc_tokens):.0f}, mean {tokens / n:.0f}, max {max(work.doc_tokens)} "
         f"({tokens:,} tokens, {total_flops / 1e12:.2f} TFLOP of forward pass)",
@@ -731,10 +747,10 @@ def _report(
     return "\n".join(lines)
 
 
-def _describe_model(model: str, folder: Path) -> str:
+def _describe_model(model: str, folder: Path, data: Path) -> str:
     if model == "minilm":
         return f"all-MiniLM-L6-v2, real weights ({folder})"
-    cfg = workload.load_lfm2_config(model)
+    cfg = workload.load_lfm2_config(data, model)
     params = workload.lfm2_parameter_count(cfg)
     name = "LFM2.5-ColBERT-350M" if model == "lfm2-colbert" else "LFM2.5-Embedding-350M"
     return f"{name} config ({params:,} backbone parameters), random weights stored in bfloat16"

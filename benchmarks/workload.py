@@ -1,21 +1,23 @@
 """What the benchmark runs on: checkpoints, documents, queries and the FLOPs they cost.
 
-- Random-weight checkpoints with the real LFM2.5 350M ``config.json`` files (weights do
-  not change speed), in the real on-disk layouts (sentence-transformers for the dense
-  model, PyLate for ColBERT), stored in bfloat16 like the real ones.
+- Random-weight checkpoints with the real LFM2.5 350M ``config.json`` files (from the data
+  folder's ``lfm2-tokenizer/``; weights do not change speed), in the real on-disk layouts
+  (sentence-transformers for the dense model, PyLate for ColBERT), stored in bfloat16 like
+  the real ones.
 - A byte-level BPE tokenizer trained on the spot (the real ``tokenizer.json`` is only on
   the Hub) with LFM2's special ids, padded with unused entries to the config's vocabulary
   size so that ``[Q] ``/``[D] `` get their real ids 64400/64401 and no peer resizes the
   embedding table.
 - Documents with a realistic length mix: log-uniform between 16 and 512 tokens (median
-  about 90, as passage corpora), cut from SciFact when ``../shared/data`` is there, from
-  seeded synthetic text otherwise.
+  about 90, as passage corpora), cut from SciFact when the data folder is given
+  (``--data DIR``, see :func:`add_data_argument`), from seeded synthetic text otherwise.
 - Forward FLOPs from the config: ``2 * matmul parameters`` per token plus attention's
   ``4 * L * width`` per token and attention layer.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -33,39 +35,108 @@ from lfm_core.testing import (
     write_dense_layout,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+# Where each input lies inside the data folder that ``--data DIR`` names.
+SCIFACT_DIR = "beir-scifact"
+SCIFACT_CORPUS = f"{SCIFACT_DIR}/corpus.jsonl"
+NTREX_DIR = "ntrex128"
 LFM2_CONFIGS = {
-    "lfm2-dense": SHARED_DATA / "lfm2-tokenizer" / "lfm2.5-embedding-350m" / "config.json",
-    "lfm2-colbert": SHARED_DATA / "lfm2-tokenizer" / "lfm2.5-colbert-350m" / "config.json",
+    "lfm2-dense": "lfm2-tokenizer/lfm2.5-embedding-350m/config.json",
+    "lfm2-colbert": "lfm2-tokenizer/lfm2.5-colbert-350m/config.json",
 }
-SCIFACT = SHARED_DATA / "beir-scifact" / "corpus.jsonl"
+DATA_FOLDER = (
+    "the data folder: beir-scifact/ (BEIR SciFact, "
+    "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip), "
+    "ntrex128/ (NTREX-128, https://github.com/MicrosoftTranslator/NTREX) and lfm2-tokenizer/ "
+    "(the LFM2.5-Embedding-350M and LFM2.5-ColBERT-350M config.json files, in "
+    "lfm2.5-embedding-350m/ and lfm2.5-colbert-350m/)"
+)
+DATA_SHORT = (
+    "the data folder holds beir-scifact/, ntrex128/ and lfm2-tokenizer/; --help says where to "
+    "get them"
+)
 PREFIX_TOKENS = ("[Q] ", "[D] ")
 
 
-def load_lfm2_config(model: str) -> dict[str, Any]:
+def add_data_argument(parser: argparse.ArgumentParser, *, without: str | None = None) -> None:
+    """Add ``--data DIR``, the data folder; required unless ``without`` is given.
+
+    Args:
+        parser: the benchmark's parser (or sub-parser).
+        without: what the benchmark does when ``--data`` is left out (for its help); ``None``
+            makes the option required.
+    """
+    help_text = DATA_FOLDER + (f". Without it: {without}" if without else "")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        required=without is None,
+        metavar="DIR",
+        help=help_text.replace("%", "%%"),
+    )
+
+
+def require_data(data: Path | None, *needs: str, what: str = "this benchmark") -> Path:
+    """``data``, once each of ``needs`` (paths inside it) exists; else a one-line exit.
+
+    Args:
+        data: the ``--data`` value.
+        needs: paths inside the data folder that the run reads.
+        what: what needs them, for the message when ``data`` is ``None``.
+
+    Raises:
+        SystemExit: ``data`` is ``None`` or lacks one of ``needs``.
+    """
+    if data is None:
+        raise SystemExit(f"{what} needs --data DIR ({DATA_SHORT})")
+    for need in needs:
+        if not (data / need).exists():
+            raise SystemExit(f"--data {data}: {need} not found in it ({DATA_SHORT})")
+    return data
+
+
+def lfm2_config_path(data: Path, model: str) -> Path:
+    """Where the real ``config.json`` of ``model`` (``lfm2-dense``/``lfm2-colbert``) lies."""
+    return data / LFM2_CONFIGS[model]
+
+
+def load_lfm2_config(data: Path, model: str) -> dict[str, Any]:
     """The real ``config.json`` of ``model`` (``lfm2-dense`` or ``lfm2-colbert``).
 
     Raises:
-        FileNotFoundError: ``../shared/data`` is not beside the project.
+        FileNotFoundError: the data folder ``data`` does not hold it.
     """
-    path = LFM2_CONFIGS[model]
+    path = lfm2_config_path(data, model)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: the LFM2 benchmarks use the real 350M configs from ../shared/data"
+            f"--data {data}: {LFM2_CONFIGS[model]} not found (the LFM2 benchmarks use the real "
+            "350M configs)"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def corpus_texts(max_chars: int = 3_000_000, seed: int = 0) -> tuple[list[str], str]:
+def corpus_texts(
+    data: Path | None, max_chars: int = 3_000_000, seed: int = 0
+) -> tuple[list[str], str]:
     """Natural text to cut documents from: SciFact ("title text"), or seeded synthetic words.
+
+    Args:
+        data: the data folder; ``None`` for synthetic words (``seed`` picks them).
+        max_chars: stop reading once this many characters are collected.
+        seed: seed of the synthetic words.
 
     Returns:
         ``(texts, source)`` where ``source`` names where the text came from.
+
+    Raises:
+        FileNotFoundError: ``data`` is given but holds no ``beir-scifact/corpus.jsonl``.
     """
-    if SCIFACT.is_file():
+    if data is not None:
+        path = data / SCIFACT_CORPUS
+        if not path.is_file():
+            raise FileNotFoundError(f"--data {data}: {SCIFACT_CORPUS} not found")
         texts, total = [], 0
-        with SCIFACT.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 text = f"{row.get('title', '')} {row.get('text', '')}".strip()
@@ -73,7 +144,7 @@ def corpus_texts(max_chars: int = 3_000_000, seed: int = 0) -> tuple[list[str], 
                 total += len(text)
                 if total >= max_chars:
                     break
-        return texts, f"BEIR SciFact corpus ({SCIFACT})"
+        return texts, f"BEIR SciFact corpus ({path})"
     rng = random.Random(seed)
     syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "an", "el", "or", "is", "um"]
     words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(5000)]
@@ -81,7 +152,7 @@ def corpus_texts(max_chars: int = 3_000_000, seed: int = 0) -> tuple[list[str], 
     for _ in range(max_chars // 600):
         sentence = " ".join(rng.choices(words, k=100))
         texts.append(sentence[0].upper() + sentence[1:] + ".")
-    return texts, "synthetic words (../shared/data/beir-scifact not found)"
+    return texts, "synthetic words (no --data)"
 
 
 def write_tokenizer(
@@ -108,6 +179,7 @@ def write_tokenizer(
 
 
 def write_lfm2_checkpoint(
+    data: Path,
     folder: Path,
     model: str,
     corpus: Sequence[str],
@@ -118,6 +190,7 @@ def write_lfm2_checkpoint(
     """A random-weight LFM2.5 350M checkpoint in the real layout of ``model``.
 
     Args:
+        data: the data folder, holding the real config (``lfm2-tokenizer/``).
         folder: created if missing.
         model: ``lfm2-dense`` (sentence-transformers layout, CLS pooling, prompts) or
             ``lfm2-colbert`` (PyLate layout, ``1_Dense`` 1024 -> 128).
@@ -125,7 +198,7 @@ def write_lfm2_checkpoint(
         seed: weight seed.
         dtype: storage dtype (the real checkpoints are bfloat16).
     """
-    config = load_lfm2_config(model)
+    config = load_lfm2_config(data, model)
     colbert = model == "lfm2-colbert"
     write_tokenizer(folder, corpus, vocab_size=int(config["vocab_size"]), prefix_tokens=colbert)
     state = random_lfm2_state(config, seed=seed, norm_spread=0.0, dtype=dtype)

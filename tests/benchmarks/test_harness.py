@@ -30,14 +30,39 @@ def test_doctests(module: object) -> None:
     ],
 )
 def test_flops_model_counts_every_parameter(shared_data: Path, model: str, params: int) -> None:
-    assert workload.lfm2_parameter_count(workload.load_lfm2_config(model)) == params
+    assert workload.lfm2_parameter_count(workload.load_lfm2_config(shared_data, model)) == params
 
 
 def test_forward_flops_of_a_512_token_document(shared_data: Path) -> None:
-    flops = workload.lfm2_flops(workload.load_lfm2_config("lfm2-dense"))
+    flops = workload.lfm2_flops(workload.load_lfm2_config(shared_data, "lfm2-dense"))
     # 2 x 287,340,544 matmul weights per token, plus 6 attention layers of width 1024.
     expected = 2 * 287_340_544 * 512 + 4 * 6 * 512 * 512 * 1024
     assert flops.per_sequence(512) == expected
+
+
+def test_corpus_texts_read_the_data_folder_or_make_synthetic_words(tmp_path: Path) -> None:
+    (tmp_path / "beir-scifact").mkdir()
+    rows = ['{"_id": "1", "title": "Statins", "text": "lower risk."}', '{"_id": "2", "text": "x"}']
+    (tmp_path / workload.SCIFACT_CORPUS).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    texts, source = workload.corpus_texts(tmp_path)
+    assert texts == ["Statins lower risk.", "x"] and "SciFact" in source
+    synthetic, source = workload.corpus_texts(None, max_chars=6000, seed=1)
+    assert len(synthetic) == 10 and source == "synthetic words (no --data)"
+    assert synthetic == workload.corpus_texts(None, max_chars=6000, seed=1)[0]
+
+
+def test_missing_data_is_a_one_line_error_naming_the_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit, match=r"^--data .*: beir-scifact/corpus\.jsonl not found"):
+        workload.require_data(tmp_path, workload.SCIFACT_CORPUS)
+    with pytest.raises(
+        SystemExit, match=r"^--model lfm2-dense needs --data DIR \(the data folder holds"
+    ):
+        harness.main(["--model", "lfm2-dense", "--quick"])  # exits before any work
+    with pytest.raises(FileNotFoundError, match="lfm2.5-colbert-350m/config.json not found"):
+        workload.load_lfm2_config(tmp_path, "lfm2-colbert")
+    assert workload.require_data(tmp_path) == tmp_path
 
 
 def test_stand_in_tokenizer_has_the_real_ids(tmp_path: Path) -> None:
