@@ -443,8 +443,6 @@ def _index(args: argparse.Namespace) -> int:
     collection = _collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
     if args.ray:
-        if args.sync:
-            raise CommandError("--sync does not run with --ray; drop one of the two", EXIT_USAGE)
         return _index_ray(args, collection, total)
     with _open_client(args) as client:  # a dead server fails before the models load
         dense, colbert = _load_models(args, _recorded_models(client, collection))
@@ -504,14 +502,9 @@ def _print_index_summary(
         print(json.dumps({"collection": collection, **dataclasses.asdict(report)}))
         return
     deleted = f", {report.deleted} deleted" if getattr(args, "sync", False) else ""
-    counts = (
-        ""  # Ray workers write without comparing fingerprints: nothing to count
-        if getattr(args, "ray", False)
-        else f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
-        f"{deleted}; "
-    )
     print(
-        f"{collection}: {report.documents} documents read{note}; {counts}"
+        f"{collection}: {report.documents} documents read{note}; {report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged{deleted}; "
         f"{report.points} points stored in {_where(args)}{built}"
     )
 
@@ -529,6 +522,7 @@ def _index_ray(args: argparse.Namespace, collection: str, total: int) -> int:
     import ray
 
     from lfm_core import LoadOptions
+    from lfm_qdrant import SyncReport
     from lfm_ray import index_dataset
 
     with _open_client(args) as client:  # read the record; the store is reopened below
@@ -571,14 +565,21 @@ def _index_ray(args: argparse.Namespace, collection: str, total: int) -> int:
                 options=LoadOptions(device=args.device),
                 pool_factor=args.pool_factor,
                 progress=bar.update,
-                writer_options={"colbert_datatype": args.colbert_datatype},
+                writer_options={
+                    "colbert_datatype": args.colbert_datatype,
+                    "lexical": not args.no_lexical,
+                },
+                chunking=_chunking(args),
+                delete_missing=args.sync,
             )
+            bar.update(result.skipped_existing)  # found unchanged: done too
     finally:
         if started_ray:
             ray.shutdown()
     with _open_client(args) as client:
         built = _build_index(client, collection)
-    _print_index_summary(args, collection, points.report(result.points), built)
+    done = SyncReport(result.added, result.updated, result.skipped_existing, result.deleted)
+    _print_index_summary(args, collection, points.report(result.points, done), built)
     return 0
 
 
