@@ -366,8 +366,6 @@ def _index(args: argparse.Namespace) -> int:
     collection = collection_name(args.collection)
     total = count_documents(args.corpus)  # also the check that the corpus exists
     if args.ray:
-        if args.sync:
-            raise CommandError("--sync does not run with --ray; drop one of the two", EXIT_USAGE)
         from lfm_retrieval.cli_ray import index_on_ray
 
         return index_on_ray(args, collection)
@@ -421,14 +419,9 @@ def _print_index_summary(
         print(json.dumps({"collection": collection, **dataclasses.asdict(report)}))
         return
     deleted = f", {report.deleted} deleted" if getattr(args, "sync", False) else ""
-    counts = (
-        ""  # Ray workers write without comparing fingerprints: nothing to count
-        if getattr(args, "ray", False)
-        else f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
-        f"{deleted}; "
-    )
     print(
-        f"{collection}: {report.documents} documents read{note}; {counts}"
+        f"{collection}: {report.documents} documents read{note}; {report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged{deleted}; "
         f"{report.points} points stored in {where(args)}{built}"
     )
 

@@ -53,6 +53,7 @@ def index_on_ray(args: argparse.Namespace, collection: str) -> int:
     if importlib.util.find_spec("ray") is None:
         raise CommandError("--ray needs Ray Data: pip install 'lfm-retrieval[ray]'", EXIT_USAGE)
     from lfm_core import LoadOptions
+    from lfm_qdrant import SyncReport
     from lfm_ray import index_dataset
 
     with cli_store.open_client(args) as client:  # read the record; the store is reopened below
@@ -98,11 +99,18 @@ def index_on_ray(args: argparse.Namespace, collection: str) -> int:
                 options=LoadOptions(device=args.device),
                 pool_factor=args.pool_factor,
                 progress=bar.update,
-                writer_options={"colbert_datatype": args.colbert_datatype},
+                writer_options={
+                    "colbert_datatype": args.colbert_datatype,
+                    "lexical": not args.no_lexical,
+                },
+                chunking=cli._chunking(args),
+                delete_missing=args.sync,
             )
+            bar.update(result.skipped_existing)  # found unchanged: done too
     with cli_store.open_client(args) as client:
         built = cli_store.build_index(client, collection)
-    cli._print_index_summary(args, collection, points.report(result.points), built)
+    done = SyncReport(result.added, result.updated, result.skipped_existing, result.deleted)
+    cli._print_index_summary(args, collection, points.report(result.points, done), built)
     return 0
 
 

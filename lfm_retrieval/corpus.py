@@ -58,12 +58,15 @@ class Document:
         id: the corpus' own id (JSONL ``id`` / BEIR ``_id`` / relative file path), if any.
         title: an optional title.
         metadata: other fields of the record, stored as payload next to the text.
+        source: where it was read, for error messages: ``file:line`` of a JSONL record,
+            the file of a text folder's document.
     """
 
     text: str
     id: str | None = None
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)
 
     @property
     def content(self) -> str:
@@ -162,7 +165,13 @@ def read_jsonl(path: str | Path) -> Iterator[Document]:
         if title is not None and not isinstance(title, str):
             raise CorpusError(f"{where}: 'title' must be a string, got {type(title).__name__}")
         metadata = {key: value for key, value in record.items() if key not in _RESERVED_KEYS}
-        yield Document(text=text, id=_as_id(raw_id, where), title=title or None, metadata=metadata)
+        yield Document(
+            text=text,
+            id=_as_id(raw_id, where),
+            title=title or None,
+            metadata=metadata,
+            source=where,
+        )
 
 
 def read_text_folder(path: str | Path) -> Iterator[Document]:
@@ -207,7 +216,9 @@ def read_text_folder(path: str | Path) -> Iterator[Document]:
                     f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
                 ) from None
             title = _markdown_title(text) if file.suffix.lower() == ".md" else None
-        yield Document(text=text, id=relative, title=title, metadata={"path": relative})
+        yield Document(
+            text=text, id=relative, title=title, metadata={"path": relative}, source=str(file)
+        )
 
 
 def _html_text(raw: bytes) -> tuple[str | None, str]:

@@ -139,7 +139,7 @@ class CorpusPoints:
     def __init__(self, corpus: str | Path) -> None:
         self.corpus = corpus
         self.documents = self.empty = self.repeats = self.kept = 0
-        self._seen: dict[Any, int] = {}
+        self._seen: dict[Any, int] = {}  # point id -> its document's number, from 0
 
     def batches(
         self, batch_size: int
@@ -160,10 +160,10 @@ class CorpusPoints:
                 key = point_id(doc.id) if doc.id is not None else text_point_id(content)
                 if key in self._seen:
                     if doc.id is not None:
+                        first = self._where(self._seen[key])
                         raise CorpusError(
-                            f"document id {doc.id!r} appears twice in {str(self.corpus)!r} "
-                            f"(documents {self._seen[key] + 1} and {self.documents}); ids must "
-                            "be unique"
+                            f"document id {doc.id!r} appears twice: {first} and "
+                            f"{self._where(self.documents - 1, doc)}; ids must be unique"
                         )
                     self.repeats += 1
                     continue
@@ -173,6 +173,12 @@ class CorpusPoints:
                 payloads.append(_payload(doc))
             self.kept += len(texts)
             yield len(batch), texts, ids, payloads
+
+    def _where(self, number: int, doc: Document | None = None) -> str:
+        """Where document ``number`` (from 0) was read: ``file:line``, or its file."""
+        if doc is None:  # an error path: read again rather than keep every source
+            doc = next(islice(read_corpus(self.corpus), number, None))
+        return doc.source or f"document {number + 1} of {str(self.corpus)!r}"
 
     def check_not_empty(self) -> None:
         """Raises CorpusError when the corpus had no document, or only blank ones."""

@@ -23,7 +23,14 @@ from typing import Any
 
 from lfm_core import InputError
 
-__all__ = ["DEFAULT_OVERLAP_TOKENS", "Chunk", "Chunker", "ChunkingOptions", "make_chunker"]
+__all__ = [
+    "DEFAULT_OVERLAP_TOKENS",
+    "Chunk",
+    "Chunker",
+    "ChunkingOptions",
+    "chunk_settings",
+    "make_chunker",
+]
 
 DEFAULT_OVERLAP_TOKENS = 32
 """Tokens shared by neighbouring chunks. On SciFact long documents 0 and 32 scored the
@@ -195,6 +202,19 @@ def make_chunker(chunking: ChunkingOptions | bool, dense: Any, colbert: Any) -> 
     if not chunking.enabled or not encoders:
         return None
     return Chunker(encoders, chunking)
+
+
+def chunk_settings(
+    chunking: ChunkingOptions | bool, chunker: Chunker | None
+) -> dict[str, int] | None:
+    """The chunk settings a writer records and fingerprints: its chunker's; for a writer with
+    no tokenizer (models given as records), those of a ``ChunkingOptions`` with ``max_tokens``
+    (the size the chunks given to ``add_encoded`` were cut at); else ``None``."""
+    if chunker is not None:
+        return chunker.settings()
+    if isinstance(chunking, ChunkingOptions) and chunking.enabled and chunking.max_tokens:
+        return {"max_tokens": chunking.max_tokens, "overlap_tokens": chunking.overlap_tokens}
+    return None
 
 
 class _Counter:

@@ -27,11 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from qdrant_client import models
+
+from lfm_core import InputError
 
 from .points import PointId
 from .steps import Call, Steps
@@ -165,48 +168,124 @@ def document_filter(keys: list[PointId], keep_fingerprints: list[str]) -> models
     )
 
 
+@dataclass
+class ChunkPoints:
+    """The chunk points of some documents, in write order: chunks after the first come
+    first, every document's chunk 0 last (``heads`` of them; see the module docstring).
+
+    Attributes:
+        texts, ids, payloads: one per point.
+        heads: how many points at the end are chunk 0s.
+        order: for each point, its position among the chunks in document order (document
+            by document, chunk by chunk): where its vectors are in a list given that way.
+    """
+
+    texts: list[str]
+    ids: list[PointId]
+    payloads: list[dict[str, Any]]
+    heads: int
+    order: list[int]
+
+
+Span = tuple[int, int]
+"""A chunk's ``(start, end)`` in its document: ``text[start:end]`` is the chunk."""
+
+
+def document_spans(chunker: Any, text: str) -> list[Span]:
+    """The spans of a document's chunks; without a chunker, the whole text as one."""
+    if chunker is None:
+        return [(0, len(text))]
+    return [(c.start, c.end) for c in chunker.split(text)]
+
+
+def check_spans(chunks: Any, texts: list[str]) -> list[list[Span]]:
+    """``chunks`` (one sequence of ``(start, end)`` pairs per text) checked and as ints.
+
+    A text has one chunk or more, each inside the text, in order of their starts.
+
+    Raises:
+        TypeError: ``chunks`` is not a sequence per text, or a bound is not an int.
+        InputError: the count differs from the texts, a text has no chunk, or a span is not
+            inside its text or not after the one before it.
+    """
+    if isinstance(chunks, (str, bytes, Mapping)):
+        raise TypeError("chunks must hold one list of (start, end) pairs per text")
+    items = list(chunks)
+    if len(items) != len(texts):
+        raise InputError(f"chunks has {len(items)} entries for {len(texts)} texts")
+    checked: list[list[Span]] = []
+    for i, (text, spans) in enumerate(zip(texts, items, strict=True)):
+        if isinstance(spans, (str, bytes, Mapping)) or not isinstance(spans, Iterable):
+            raise TypeError(f"chunks[{i}] is a {type(spans).__name__}; expected (start, end) pairs")
+        pairs: list[Span] = []
+        for j, pair in enumerate(spans):
+            where = f"chunks[{i}][{j}]"
+            bounds = [v.item() if isinstance(v, np.integer) else v for v in _pair(pair, where)]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in bounds):
+                raise TypeError(f"{where} is {pair!r}; start and end must be ints")
+            start, end = bounds
+            if not 0 <= start <= end <= len(text):
+                raise InputError(
+                    f"{where} = ({start}, {end}) is not inside texts[{i}] ({len(text)} characters)"
+                )
+            if pairs and start <= pairs[-1][0]:
+                raise InputError(f"{where} starts at {start}, not after chunk {j - 1}")
+            pairs.append((start, end))
+        if not pairs:
+            raise InputError(f"chunks[{i}] is empty; every text has one chunk or more")
+        checked.append(pairs)
+    return checked
+
+
+def _pair(pair: Any, where: str) -> list[Any]:
+    bounds = None
+    if not isinstance(pair, (str, bytes)) and isinstance(pair, Iterable):
+        bounds = list(pair)
+    if bounds is None or len(bounds) != 2:
+        raise TypeError(f"{where} is {pair!r}; expected a (start, end) pair")
+    return bounds
+
+
 def expand_documents(
-    chunker: Any,
+    spans: list[list[Span]],
     texts: list[str],
     keys: list[PointId],
     payloads: list[dict[str, Any]],
     fingerprints: list[str],
-) -> tuple[list[str], list[PointId], list[dict[str, Any]], int]:
-    """The chunk points of some documents: ``(texts, ids, payloads, heads)``.
-
-    Chunks after the first come first, every document's chunk 0 last (``heads`` of them):
-    see the module docstring for why. Without a chunker each document is one chunk.
-    """
-    rest: list[tuple[str, PointId, dict[str, Any]]] = []
-    heads: list[tuple[str, PointId, dict[str, Any]]] = []
-    for text, key, payload, digest in zip(texts, keys, payloads, fingerprints, strict=True):
-        spans = [(text, 0, len(text))] if chunker is None else _spans(chunker, text)
-        for index, (piece, start, end) in enumerate(spans):
+) -> ChunkPoints:
+    """The chunk points of some documents, cut at ``spans`` (one list per document)."""
+    rest: list[tuple[str, PointId, dict[str, Any], int]] = []
+    heads: list[tuple[str, PointId, dict[str, Any], int]] = []
+    position = 0
+    for text, key, payload, digest, cuts in zip(
+        texts, keys, payloads, fingerprints, spans, strict=True
+    ):
+        for index, (start, end) in enumerate(cuts):
             record = {
                 "doc": str(key),
                 "chunk": index,
-                "chunks": len(spans),
+                "chunks": len(cuts),
                 "start": start,
                 "end": end,
                 "fingerprint": digest,
             }
+            piece = text[start:end]
             point = (
                 piece,
                 chunk_point_id(key, index),
                 {**payload, "text": piece, CHUNK_KEY: record},
+                position,
             )
+            position += 1
             (heads if index == 0 else rest).append(point)
     points = rest + heads
-    return (
-        [p[0] for p in points],
-        [p[1] for p in points],
-        [p[2] for p in points],
-        len(heads),
+    return ChunkPoints(
+        texts=[p[0] for p in points],
+        ids=[p[1] for p in points],
+        payloads=[p[2] for p in points],
+        heads=len(heads),
+        order=[p[3] for p in points],
     )
-
-
-def _spans(chunker: Any, text: str) -> list[tuple[str, int, int]]:
-    return [(c.text, c.start, c.end) for c in chunker.split(text)]
 
 
 def changed_steps(

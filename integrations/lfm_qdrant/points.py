@@ -42,6 +42,7 @@ __all__ = [
     "PointId",
     "payloads",
     "point_id",
+    "point_ids",
     "text_point_id",
     "validate_ids",
 ]
@@ -120,6 +121,24 @@ def _uuid5(namespace: uuid.UUID, name: str, what: str) -> str:
         ) from None
 
 
+def point_ids(ids: Iterable[str | int]) -> list[PointId]:
+    """The stored ids of ``ids`` (as :meth:`~MultiVectorWriter.add` took or returned them).
+
+    Raises:
+        TypeError: ``ids`` is a single string, or an item is not a ``str``/``int``.
+        InputError: an id out of range, naming ``ids[i]``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError("ids must be a list of str or int, not a single str")
+    keys = []
+    for i, key in enumerate(ids):
+        try:
+            keys.append(point_id(key))
+        except (TypeError, InputError) as error:
+            raise type(error)(f"ids[{i}]: {error}") from None
+    return keys
+
+
 def validate_ids(ids: Iterable[str | int] | None, texts: list[str]) -> list[PointId]:
     """One stored id per text; refuses a wrong length, a wrong type and duplicates.
 
@@ -138,12 +157,7 @@ def validate_ids(ids: Iterable[str | int] | None, texts: list[str]) -> list[Poin
             raise InputError(
                 f"ids has {len(given)} items but texts has {len(texts)}; pass one id per text"
             )
-        stored = []
-        for i, key in enumerate(given):
-            try:
-                stored.append(point_id(key))
-            except (TypeError, InputError) as error:
-                raise type(error)(f"ids[{i}]: {error}") from None
+        stored = point_ids(given)
     first_seen: dict[PointId, int] = {}
     for i, key in enumerate(stored):
         j = first_seen.setdefault(key, i)

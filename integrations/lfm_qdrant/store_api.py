@@ -1,11 +1,12 @@
 """What the framework vector stores and :mod:`lfm_ray`'s workers need from a writer.
 
 :class:`StoreMethods` is mixed into :class:`~lfm_qdrant.MultiVectorWriter`: stored points by
-id or filter (``get``), queries by a vector the caller embedded (``search_vector``), and
-writes of vectors the caller already has (``add_dense``: the dense side given, ColBERT
-encoded here; ``add_encoded``: every vector given). They reuse the writer's steps (checks,
-point building, request splitting, retries) and its sync/async drivers, so a store written
-through them is the store ``add`` writes.
+id or filter (``get``), queries by a vector the caller embedded (``search_vector``), writes
+of vectors the caller already has (``add_dense``: the dense side given, ColBERT encoded
+here; ``add_encoded``: every vector given, chunk by chunk), and the two ends of a sync whose
+encoding runs elsewhere (``changed_documents``, ``delete_missing``). They reuse the writer's
+steps (checks, point building, write order, request splitting, retries) and its sync/async
+drivers, so a store written through them is the store ``add`` writes.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from qdrant_client import models
 from lfm_core import InputError, validate_texts
 from lfm_core.validation import check_positive_int
 
-from .documents import expand_documents, fingerprint
+from .documents import (
+    SyncReport,
+    changed_steps,
+    check_spans,
+    delete_missing_steps,
+    expand_documents,
+    fingerprint,
+)
 from .filters import as_filter
 from .fingerprint import CollectionRecord
-from .points import PointId, payloads, point_id, validate_ids
+from .points import PointId, payloads, point_ids, validate_ids
 from .search import Legs, QueryVectors, SearchPlan, encode_queries, query_kwargs, vector_request
 from .steps import Call, Steps, Work
 from .upload import log_cuts
@@ -63,6 +71,9 @@ class StoreMethods:
             bm25: list[models.SparseVector | None] | None = None,
         ) -> Any: ...
         def _upsert_steps(self, batch: Any, done: Any = None) -> Steps[None]: ...
+        def _write_documents(
+            self, batch: Any, keys: list[PointId], digests: list[str]
+        ) -> Steps[None]: ...
 
     def add_encoded(
         self,
@@ -72,58 +83,154 @@ class StoreMethods:
         colbert_vectors: Any = None,
         ids: Iterable[str | int] | None = None,
         metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        chunks: Iterable[Iterable[tuple[int, int]]] | None = None,
     ) -> list[PointId]:
-        """Upsert texts whose vectors were encoded elsewhere (by :mod:`lfm_ray`'s workers).
+        """Upsert documents whose vectors were encoded elsewhere (by :mod:`lfm_ray`'s workers).
 
-        The same ids, payloads, collection checks, request splitting and retries as
-        :meth:`add`; only the encoding is skipped. The vectors must come from the models
-        this writer was built with (loaded encoders, or their
-        :class:`~lfm_qdrant.ModelRecord`), encoded with ``encode_documents``.
+        The same ids, payloads, chunk records, fingerprints, collection checks, write order,
+        request splitting and retries as :meth:`add`; only the splitting and the encoding
+        are skipped. The vectors must come from the models this writer was built with
+        (loaded encoders, or their :class:`~lfm_qdrant.ModelRecord`), encoded with
+        ``encode_documents``; for the fingerprints to match :meth:`add`'s, build the writer
+        with the chunk settings the chunks were cut with (see ``chunking``).
 
         Args:
             texts: the documents.
-            dense_vectors: ``[len(texts), dim]`` float32, when the writer has a dense model.
-            colbert_vectors: one ``[n_tokens_i, dim]`` array per text, when it has ColBERT.
+            dense_vectors: one ``[dim]`` float32 vector per chunk, when the writer has a dense
+                model.
+            colbert_vectors: one ``[n_tokens_i, dim]`` array per chunk, when it has ColBERT.
             ids: as for :meth:`add`.
             metadata: as for :meth:`add`.
+            chunks: per text, the ``(start, end)`` spans of its chunks in order
+                (``text[start:end]`` is a chunk: ``Chunker.split``'s ``start``, ``end``); the
+                vectors then follow the chunks, document by document. ``None``: each text is
+                one chunk, all of it.
 
         Returns:
-            The stored point ids in input order.
+            The stored document ids in input order.
 
         Raises:
-            TypeError: vectors for a model the writer lacks, or missing for one it has.
-            InputError: a vector count or width that does not match.
+            TypeError: vectors for a model the writer lacks, or missing for one it has; a
+                malformed chunk span.
+            InputError: a vector count or width that does not match; a span outside its text.
         """
         if self._is_async:
             raise TypeError("add_encoded() needs a sync QdrantClient or an EdgeStore")
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
-        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
+        spans = [[(0, len(t))] for t in texts] if chunks is None else check_spans(chunks, texts)
+        count = sum(len(s) for s in spans)
+        what = f"{count} texts" if chunks is None else f"{count} chunks"
+        dense = self._check_vectors(
+            "dense_vectors", dense_vectors, self._layout.dense_dim, count, what
+        )
         colbert = self._check_vectors(
-            "colbert_vectors", colbert_vectors, self._layout.colbert_dim, texts
+            "colbert_vectors", colbert_vectors, self._layout.colbert_dim, count, what
         )
         if not texts:
             return []
-
-        digests = [
-            fingerprint(key, text, payload, self._fingerprint_base)
-            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
-        ]
-        # One point per text (its vectors are given): chunk 0 of a one-chunk document.
-        _, _, stored_payloads, _ = expand_documents(None, texts, keys, stored_payloads, digests)
+        digests = self._fingerprints(keys, texts, stored_payloads)
+        points = expand_documents(spans, texts, keys, stored_payloads, digests)
 
         def steps() -> Steps[list[PointId]]:
             yield from self._ensure_collection(write=True)
-            batch = self._points(keys, stored_payloads, dense, colbert, self._bm25(texts))
-            yield from self._upsert_steps(batch)
+            batch = self._points(
+                points.ids,
+                points.payloads,
+                None if dense is None else [dense[i] for i in points.order],
+                None if colbert is None else [colbert[i] for i in points.order],
+                self._bm25(points.texts),
+            )
+            batch.heads = points.heads
+            yield from self._write_documents(batch, keys, digests)
             log_cuts(batch.truncated, batch.without_colbert, self._layout.colbert_dim)
             return keys
 
         return self._run(steps())
 
+    def changed_documents(
+        self,
+        texts: Iterable[str],
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> tuple[list[int], SyncReport]:
+        """The documents :meth:`sync` would write, found without writing or encoding.
+
+        A document is added when no point has its id, updated when its chunk 0 holds
+        another fingerprint, unchanged otherwise (see :meth:`sync`). :mod:`lfm_ray`'s
+        driver asks this before its workers encode anything.
+
+        Args:
+            texts, ids, metadata: as for :meth:`add`.
+
+        Returns:
+            The positions of the added and updated documents, in input order, and a
+            :class:`~lfm_qdrant.SyncReport` of the added, updated and unchanged (``deleted``
+            is 0).
+
+        Raises:
+            As :meth:`add`; ``TypeError`` with an async client.
+        """
+        if self._is_async:
+            raise TypeError("changed_documents() needs a sync QdrantClient or an EdgeStore")
+        texts = validate_texts(texts)
+        keys = validate_ids(ids, texts)
+        digests = self._fingerprints(keys, texts, payloads(metadata, texts))
+
+        def steps() -> Steps[tuple[list[int], SyncReport]]:
+            report = SyncReport()
+            if not (yield Call("collection_exists", {"collection_name": self.collection_name})):
+                report.added = len(texts)
+                return list(range(len(texts))), report
+            yield from self._ensure_collection(write=False)
+            changed: list[int] = []
+            for start in range(0, len(texts), self._batch_size):
+                todo = list(range(start, min(start + self._batch_size, len(texts))))
+                changed += yield from changed_steps(
+                    self.collection_name, todo, keys, digests, report
+                )
+            return changed, report
+
+        return self._run(steps())
+
+    def delete_missing(self, ids: Iterable[str | int]) -> int:
+        """Delete every stored document whose id is not among ``ids``, all its chunks.
+
+        The last step of :meth:`sync`, for documents written another way (as
+        :mod:`lfm_ray` writes them, with :meth:`add_encoded`). One scroll of the collection.
+
+        Args:
+            ids: the ids of the documents to keep, as :meth:`add` took or returned them.
+
+        Returns:
+            How many documents were deleted.
+
+        Raises:
+            TypeError / InputError: an id that is not a ``str``/``int``, naming it.
+            CollectionError: the collection does not exist or does not fit this writer.
+        """
+        if self._is_async:
+            raise TypeError("delete_missing() needs a sync QdrantClient or an EdgeStore")
+        keep = set(point_ids(ids))
+
+        def steps() -> Steps[int]:
+            yield from self._ensure_collection(write=True, create=False)
+            return (yield from delete_missing_steps(self.collection_name, keep))
+
+        return self._run(steps())
+
+    def _fingerprints(
+        self, keys: list[PointId], texts: list[str], stored_payloads: list[dict[str, Any]]
+    ) -> list[str]:
+        """Each document's fingerprint: its id, text, payload, the models and chunk settings."""
+        return [
+            fingerprint(key, text, payload, self._fingerprint_base)
+            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
+        ]
+
     def _check_vectors(
-        self, name: str, vectors: Any, dim: int | None, texts: list[str]
+        self, name: str, vectors: Any, dim: int | None, count: int, what: str
     ) -> list[np.ndarray] | None:
         if dim is None:
             if vectors is not None:
@@ -132,8 +239,8 @@ class StoreMethods:
         if vectors is None:
             raise TypeError(f"{name} missing: this writer's collection stores them")
         rows = [np.asarray(v, dtype=np.float32) for v in vectors]
-        if len(rows) != len(texts):
-            raise InputError(f"{name} has {len(rows)} entries for {len(texts)} texts")
+        if len(rows) != count:
+            raise InputError(f"{name} has {len(rows)} entries for {what}")
         ndim = 1 if name == "dense_vectors" else 2
         expected = f"[{dim}]" if ndim == 1 else f"[n_tokens, {dim}]"
         for i, row in enumerate(rows):
@@ -310,14 +417,7 @@ class StoreMethods:
                 found.extend(page)
                 if offset is None:
                     return found
-        if isinstance(ids, (str, bytes)):
-            raise TypeError("ids must be a list of str or int, not a single str")
-        keys = []
-        for i, key in enumerate(ids):
-            try:
-                keys.append(point_id(key))
-            except (TypeError, InputError) as error:
-                raise type(error)(f"ids[{i}]: {error}") from None
+        keys = point_ids(ids)
         if not keys:
             return []
         yield from self._ensure_collection(write=False)
@@ -396,7 +496,13 @@ class StoreMethods:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
-        dense = self._check_vectors("dense_vectors", dense_vectors, self._layout.dense_dim, texts)
+        dense = self._check_vectors(
+            "dense_vectors",
+            dense_vectors,
+            self._layout.dense_dim,
+            len(texts),
+            f"{len(texts)} texts",
+        )
         if dense is None:
             raise TypeError("add_dense() needs a writer with a dense model")
         if not texts:

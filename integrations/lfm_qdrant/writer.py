@@ -9,7 +9,6 @@ moved to a worker thread. So every store gets the same batching, checks and retr
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,15 +25,15 @@ from lfm_core import (
 )
 from lfm_core.validation import check_positive_int
 
-from .chunking import ChunkingOptions, make_chunker
+from .chunking import ChunkingOptions, chunk_settings, make_chunker
 from .documents import (
     CHUNK_KEY,
     SyncReport,
     changed_steps,
     delete_missing_steps,
     document_filter,
+    document_spans,
     expand_documents,
-    fingerprint,
 )
 from .encoders import EncodedElsewhere, load_encoder, model_label
 from .explain import explain_hits
@@ -52,7 +51,7 @@ from .layout import (
     validate_collection_name,
 )
 from .lexical import LEXICAL, LexicalConfig
-from .points import PointId, payloads, point_id, validate_ids
+from .points import PointId, payloads, point_ids, validate_ids
 from .search import (
     FUSIONS,
     Fusion,
@@ -148,7 +147,9 @@ class MultiVectorWriter(StoreMethods):
         chunking: how documents longer than the models' window are split
             (:class:`~lfm_qdrant.ChunkingOptions`); ``True``: the defaults, ``False``: one
             point per document, cut at the window. A writer given only
-            :class:`~lfm_qdrant.ModelRecord` objects cannot count tokens and does not chunk.
+            :class:`~lfm_qdrant.ModelRecord` objects cannot count tokens: it splits nothing
+            (:meth:`add_encoded` takes the chunks with their vectors) and records the
+            settings of a ``ChunkingOptions`` with ``max_tokens``, the size they were cut at.
 
     Attributes:
         client: the Qdrant client or store.
@@ -248,7 +249,7 @@ class MultiVectorWriter(StoreMethods):
             **cluster,
         )
         self._chunker = make_chunker(chunking, self.dense, self.colbert)
-        settings = None if self._chunker is None else self._chunker.settings()
+        settings = chunk_settings(chunking, self._chunker)
         self._record = CollectionRecord.of(
             self.dense, self.colbert, lexical=self._lexical, chunking=settings
         )
@@ -587,10 +588,7 @@ class MultiVectorWriter(StoreMethods):
         stored_payloads = payloads(metadata, texts)
         if not texts:
             return []
-        digests = [
-            fingerprint(key, text, payload, self._fingerprint_base)
-            for key, text, payload in zip(keys, texts, stored_payloads, strict=True)
-        ]
+        digests = self._fingerprints(keys, texts, stored_payloads)
         yield from self._ensure_collection(write=True)
         show = self._show_progress if show_progress is None else show_progress
         truncated = without_colbert = 0
@@ -684,11 +682,10 @@ class MultiVectorWriter(StoreMethods):
         digests: list[str],
     ) -> _Batch:
         """Split documents into chunks, then encode the chunks as any texts."""
-        chunk_texts, chunk_keys, chunk_payloads, heads = expand_documents(
-            self._chunker, texts, keys, batch_payloads, digests
-        )
-        batch = self._encode_batch(chunk_texts, chunk_keys, chunk_payloads)
-        batch.heads = heads
+        spans = [document_spans(self._chunker, text) for text in texts]
+        points = expand_documents(spans, texts, keys, batch_payloads, digests)
+        batch = self._encode_batch(points.texts, points.ids, points.payloads)
+        batch.heads = points.heads
         return batch
 
     def _encode_batch(
@@ -887,14 +884,7 @@ class MultiVectorWriter(StoreMethods):
             raise InputError("delete() takes ids or query_filter, one of the two")
         selector: models.PointIdsList | models.FilterSelector
         if ids is not None:
-            if isinstance(ids, (str, bytes)):
-                raise TypeError("ids must be a list of str or int, not a single str")
-            keys: list[int | str | uuid.UUID] = []
-            for i, key in enumerate(ids):
-                try:
-                    keys.append(point_id(key))
-                except (TypeError, InputError) as error:
-                    raise type(error)(f"ids[{i}]: {error}") from None
+            keys = point_ids(ids)
             if not keys:
                 return
             # A document's chunk 0 has its id; the other chunks name it in their payload.

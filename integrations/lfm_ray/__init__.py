@@ -16,12 +16,21 @@ The same point ids and vectors as one process (``MultiVectorWriter.add``), howev
 workers, and a rerun after a crash finishes the job without duplicates.
 """
 
-from .encode import COLBERT_COLUMN, DENSE_COLUMN, EncodeBatch, model_records
+from .encode import (
+    COLBERT_COLUMN,
+    COLBERT_ROWS_COLUMN,
+    DENSE_COLUMN,
+    SPANS_COLUMN,
+    EncodeBatch,
+    model_records,
+)
 from .index import IndexResult, QdrantDatasink, index_dataset
 
 __all__ = [
     "COLBERT_COLUMN",
+    "COLBERT_ROWS_COLUMN",
     "DENSE_COLUMN",
+    "SPANS_COLUMN",
     "EncodeBatch",
     "IndexResult",
     "QdrantDatasink",

@@ -2,19 +2,26 @@
 
 The run, for a dataset of rows ``{text, id?, metadata?}``:
 
-1. **Check every row on the driver** (one pass over the text, id and metadata columns,
-   no encoding): the same checks as ``MultiVectorWriter.add``, each error naming the row.
-   Nothing is written if a row is bad. Rows already stored with the same payload are
-   noted, so a rerun after a crash encodes only what is missing.
-2. **Record the models**: the driver (for CPU workers) or one GPU Ray task loads them as a
-   worker would and takes their records; the driver creates (or checks) the collection
-   with them, and every actor checks its own models against them.
-3. **Encode** with :class:`~lfm_ray.EncodeBatch` on an actor pool (``concurrency``
-   actors, ``num_gpus`` each). Point ids come from the row (``lfm_qdrant.point_id`` of its
-   id, or ``text_point_id`` of its text), never from a worker or a position, so a task
-   Ray retries or an actor it restarts writes the same points again: nothing is duplicated.
-4. **Write**: to a server (``url=``) from Ray tasks, through :class:`QdrantDatasink`; to an
-   embedded Edge store (``path=``), which one process only may open, from the driver.
+1. **Record the models**: the driver (for CPU workers) or one GPU Ray task loads them as a
+   worker would and takes their records and chunk settings (the chunk size their window
+   holds); every actor checks its own models against them.
+2. **Check every row on the driver** (one pass over the text, id and metadata columns,
+   no encoding): the same checks as ``MultiVectorWriter.add``, each error naming the row,
+   and each document's fingerprint compared with the stored one
+   (``MultiVectorWriter.changed_documents``). Nothing is written if a row is bad; the
+   unchanged documents are left out, so a rerun after a crash encodes only what is
+   missing. Then the driver creates (or checks) the collection.
+3. **Chunk and encode** with :class:`~lfm_ray.EncodeBatch` on an actor pool (``concurrency``
+   actors, ``num_gpus`` each): each actor splits its rows with the writer's chunker and
+   encodes the chunks; a row stays one row (one document, all its chunks). Point ids come
+   from the row (``lfm_qdrant.point_id`` of its id, or ``text_point_id`` of its text),
+   never from a worker or a position, so a task Ray retries or an actor it restarts writes
+   the same points again: nothing is duplicated.
+4. **Write** through ``MultiVectorWriter.add_encoded``, each batch of documents in the
+   writer's kill-safe order (chunks after the first, the documents' other points deleted,
+   chunk 0s last): to a server (``url=``) from Ray tasks, through :class:`QdrantDatasink`;
+   to an embedded Edge store (``path=``), which one process only may open, from the driver.
+5. With ``delete_missing``, the stored documents whose id is not in the dataset are deleted.
 """
 
 from __future__ import annotations
@@ -33,10 +40,24 @@ from ray.data import ActorPoolStrategy, Datasink
 from ray.data.block import BlockAccessor
 
 from lfm_core import InputError, LoadOptions
-from lfm_qdrant import EdgeStore, ModelRecord, MultiVectorWriter, point_id, text_point_id
+from lfm_qdrant import (
+    ChunkingOptions,
+    EdgeStore,
+    ModelRecord,
+    MultiVectorWriter,
+    SyncReport,
+    point_id,
+    text_point_id,
+)
 from lfm_qdrant.points import PointId, payloads
 
-from .encode import COLBERT_COLUMN, DENSE_COLUMN, EncodeBatch, model_records
+from .encode import (
+    COLBERT_COLUMN,
+    COLBERT_ROWS_COLUMN,
+    DENSE_COLUMN,
+    SPANS_COLUMN,
+    EncodeBatch,
+)
 
 __all__ = ["IndexResult", "QdrantDatasink", "index_dataset"]
 
@@ -52,16 +73,23 @@ class IndexResult:
     """What one :func:`index_dataset` run did.
 
     Attributes:
-        rows: rows in the dataset.
+        rows: rows (documents) in the dataset.
         encoded: rows encoded and written by this run.
-        skipped_existing: rows already stored with the same payload (not encoded again).
-        points: points in the collection afterwards.
+        skipped_existing: rows stored with the same fingerprint (text, metadata, models,
+            chunk settings), not encoded again (``skip_existing=True``).
+        points: points in the collection afterwards (one per chunk).
+        added: rows whose id was not stored.
+        updated: rows stored with another fingerprint, rewritten with all their chunks.
+        deleted: stored documents absent from the dataset, deleted (``delete_missing``).
     """
 
     rows: int
     encoded: int
     skipped_existing: int
     points: int
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,8 @@ def index_dataset(
     encoder_class: type[EncodeBatch] = EncodeBatch,
     progress: Callable[[int], None] | None = None,
     writer_options: Mapping[str, Any] | None = None,
+    chunking: ChunkingOptions | bool = True,
+    delete_missing: bool = False,
 ) -> IndexResult:
     """Encode a Ray dataset on many workers and write it into a Qdrant collection.
 
@@ -124,12 +154,16 @@ def index_dataset(
         batch_size: rows per encoded batch (and per write request group).
         options: how the models load on the workers (dtype, batching...).
         pool_factor: ColBERT token pooling.
-        skip_existing: leave out rows already stored with the same payload (a rerun
-            finishes an interrupted one without encoding everything again).
+        skip_existing: leave out rows stored with the same fingerprint (a rerun finishes
+            an interrupted one without encoding everything again).
         encoder_class: the ``map_batches`` class (a subclass of :class:`EncodeBatch`).
         progress: called on the driver with the number of rows written (embedded store).
         writer_options: more ``MultiVectorWriter`` options for the collection it creates
-            (``colbert_datatype``, ``shard_number``, ``replication_factor`` ...).
+            (``colbert_datatype``, ``lexical``, ``shard_number``, ``replication_factor`` ...).
+        chunking: how texts longer than the models' window are split, as the writer's
+            ``chunking=``: the same chunks, chunk ids and fingerprints as one process.
+        delete_missing: afterwards, delete the stored documents whose id is not in the
+            dataset (``MultiVectorWriter.sync``'s ``delete_missing``).
 
     Returns:
         An :class:`IndexResult`.
@@ -144,19 +178,28 @@ def index_dataset(
         raise InputError("index_dataset takes url= (a Qdrant server) or path= (an Edge store)")
     if dense is None and colbert is None:
         raise InputError("index_dataset needs dense=, colbert= or both")
+    if "chunking" in (writer_options or {}):
+        raise InputError("pass chunking= to index_dataset, not in writer_options")
     target = _Target(url, None if path is None else str(path), api_key)
     options = options or LoadOptions()
     client = target.open()
     try:
-        writer_kwargs = {"batch_size": batch_size, **(writer_options or {})}
-        checker = _RowChecker(text_column, id_column, metadata_column)
-        rows, stored = checker.check(ds, client, collection, skip_existing)
         if num_gpus:
             # As a GPU worker loads them (its device, its copy of the checkpoint).
             remote = ray.remote(_record_models).options(num_gpus=num_gpus, num_cpus=1)
-            records = ray.get(remote.remote(dense, colbert, options))
+            records, settings = ray.get(remote.remote(dense, colbert, options, chunking))
         else:
-            records = model_records(dense, colbert, options)
+            records, settings = _record_models(dense, colbert, options, chunking)
+        # The chunk size the models' window holds, fixed here: the workers cut at it and
+        # the writers fingerprint with it, as one process would.
+        fixed: ChunkingOptions | bool = (
+            False
+            if settings is None
+            else ChunkingOptions(
+                max_tokens=settings["max_tokens"], overlap_tokens=settings["overlap_tokens"]
+            )
+        )
+        writer_kwargs = {"batch_size": batch_size, **(writer_options or {}), "chunking": fixed}
         writer = MultiVectorWriter(
             client,
             collection,
@@ -164,10 +207,13 @@ def index_dataset(
             colbert=records[COLBERT_COLUMN],
             **writer_kwargs,
         )
+        checker = _RowChecker(text_column, id_column, metadata_column)
+        rows, keys, stored, report = checker.check(ds, writer)
+        skip = stored if skip_existing else frozenset()
         writer.ensure_collection()
         # The stored ids travel inside the stage's arguments, not as an object ref: Ray
         # warns about an actor pool whose arguments hold a ref (a restart could lose it).
-        prepare = partial(_prepare, checker=checker, skip=stored)
+        prepare = partial(_prepare, checker=checker, skip=skip)
         encoded = ds.map_batches(
             encoder_class,
             fn_constructor_kwargs={
@@ -178,6 +224,7 @@ def index_dataset(
                 "pool_factor": pool_factor,
                 "expect": records,
                 "prepare": prepare,
+                "chunking": fixed,
             },
             batch_format="numpy",
             batch_size=batch_size,
@@ -186,7 +233,7 @@ def index_dataset(
             # Ray Data restarts a dead actor and retries its batch (its actor pool default,
             # max_restarts=-1, max_task_retries=-1): same rows, same ids.
         )
-        todo = rows - len(stored)
+        todo = rows - len(skip)
         if todo:
             if url is not None:
                 sink = QdrantDatasink(
@@ -205,7 +252,17 @@ def index_dataset(
                     n = _write_batch(writer, batch, text_column)
                     if progress is not None:
                         progress(n)
-        return IndexResult(rows, todo, len(stored), writer.count())
+        # Last, as sync() does: a run killed before here deletes them when run again.
+        deleted = writer.delete_missing(keys) if delete_missing else 0
+        return IndexResult(
+            rows,
+            todo,
+            len(skip),
+            writer.count(),
+            added=report.added,
+            updated=report.updated,
+            deleted=deleted,
+        )
     finally:
         client.close()
 
@@ -222,7 +279,8 @@ class QdrantDatasink(Datasink[int]):
         api_key: its API key.
         records: the model records (``{"dense": ModelRecord | None, "colbert": ...}``).
         text_column: the column of the texts.
-        writer_options: ``MultiVectorWriter`` options (``batch_size`` ...).
+        writer_options: ``MultiVectorWriter`` options (``batch_size``, the ``chunking``
+            the workers cut at ...).
     """
 
     def __init__(
@@ -336,19 +394,25 @@ class _RowChecker:
         return texts, keys, stored_payloads
 
     def check(
-        self, ds: Any, client: Any, collection: str, skip_existing: bool
-    ) -> tuple[int, frozenset[str]]:
-        """Check every row; returns the row count and the ids stored with the same payload."""
+        self, ds: Any, writer: MultiVectorWriter
+    ) -> tuple[int, list[PointId], frozenset[str], SyncReport]:
+        """Check every row and compare it with what is stored.
+
+        Returns:
+            The row count, every row's point id, the ids stored with the same fingerprint,
+            and the counts of added, updated and unchanged rows.
+        """
         seen: dict[str, int] = {}
+        keys: list[PointId] = []
         stored: set[str] = set()
+        report = SyncReport()
         first = 0
-        exists = skip_existing and client.collection_exists(collection)
         with _ordered():
             for batch in ds.select_columns(self.columns()).iter_batches(
                 batch_size=_CHECK_BATCH, batch_format="numpy"
             ):
-                texts, keys, stored_payloads = self.rows(batch, first)
-                for i, key in enumerate(keys):
+                texts, batch_keys, stored_payloads = self.rows(batch, first)
+                for i, key in enumerate(batch_keys):
                     other = seen.setdefault(str(key), first + i)
                     if other != first + i:
                         raise InputError(
@@ -359,16 +423,31 @@ class _RowChecker:
                                 else ""
                             )
                         )
-                if exists:
-                    stored |= _stored_same(client, collection, keys, stored_payloads)
+                changed, counts = writer.changed_documents(
+                    texts, batch_keys, [_metadata(p) for p in stored_payloads]
+                )
+                report += counts
+                changed_set = set(changed)
+                stored |= {str(k) for i, k in enumerate(batch_keys) if i not in changed_set}
+                keys += batch_keys
                 first += len(texts)
-        return first, frozenset(stored)
+        return first, keys, frozenset(stored), report
 
 
 def _record_models(
-    dense: str | None, colbert: str | None, options: LoadOptions
-) -> dict[str, ModelRecord | None]:
-    return model_records(dense, colbert, options)
+    dense: str | None,
+    colbert: str | None,
+    options: LoadOptions,
+    chunking: ChunkingOptions | bool,
+) -> tuple[dict[str, ModelRecord | None], dict[str, int] | None]:
+    """The models' records and chunk settings, as a worker loads them."""
+    stage = EncodeBatch(dense, colbert, options=options, chunking=chunking)
+    return stage.records(), None if stage.chunker is None else stage.chunker.settings()
+
+
+def _metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked payload less its text: the metadata as ``add`` takes it."""
+    return {k: v for k, v in payload.items() if k != "text"}
 
 
 def _prepare(batch: dict[str, Any], checker: _RowChecker, skip: frozenset[str]) -> dict[str, Any]:
@@ -379,21 +458,40 @@ def _prepare(batch: dict[str, Any], checker: _RowChecker, skip: frozenset[str]) 
     keep = np.array([str(k) not in skip for k in keys], dtype=bool)
     out = {checker.text_column: np.array(texts, dtype=object)[keep]}
     out[POINT_ID_COLUMN] = np.array([str(k) for k in keys], dtype=object)[keep]
-    metadata = [{k: v for k, v in p.items() if k != "text"} for p in stored_payloads]
+    metadata = [_metadata(p) for p in stored_payloads]
     out[PAYLOAD_COLUMN] = np.array([json.dumps(m) for m in metadata], dtype=object)[keep]
     return out
 
 
 def _write_batch(writer: MultiVectorWriter, batch: Mapping[str, Any], text_column: str) -> int:
+    """Write one encoded batch of documents (each row one document, all its chunks)."""
     texts = [str(t) for t in batch[text_column]]
     if not texts:
         return 0
+    dense = batch.get(DENSE_COLUMN)
+    colbert = None if COLBERT_COLUMN not in batch else list(batch[COLBERT_COLUMN])
+    chunks: list[list[tuple[int, int]]] | None = None
+    if SPANS_COLUMN in batch:
+        # Chunked rows: the vectors of every chunk, document by document.
+        chunks = [
+            [(int(a), int(b)) for a, b in np.asarray(spans).reshape(-1, 2)]
+            for spans in batch[SPANS_COLUMN]
+        ]
+        if dense is not None:
+            dense = [vector for rows in dense for vector in rows]
+        if colbert is not None:
+            colbert = [
+                matrix
+                for stacked, counts in zip(colbert, batch[COLBERT_ROWS_COLUMN], strict=True)
+                for matrix in np.split(np.asarray(stacked), np.cumsum(counts)[:-1])
+            ]
     writer.add_encoded(
         texts,
-        dense_vectors=batch.get(DENSE_COLUMN),
-        colbert_vectors=None if COLBERT_COLUMN not in batch else list(batch[COLBERT_COLUMN]),
+        dense_vectors=dense,
+        colbert_vectors=colbert,
         ids=[_as_point_id(k) for k in batch[POINT_ID_COLUMN]],
         metadata=[json.loads(m) for m in batch[PAYLOAD_COLUMN]],
+        chunks=chunks,
     )
     return len(texts)
 
@@ -401,19 +499,6 @@ def _write_batch(writer: MultiVectorWriter, batch: Mapping[str, Any], text_colum
 def _as_point_id(value: str) -> PointId:
     # Ids travel as strings; an int id never looks like a UUID, nor a UUID like an int.
     return int(value) if value.isdigit() else value
-
-
-def _stored_same(
-    client: Any, collection: str, keys: list[PointId], wanted: list[dict[str, Any]]
-) -> set[str]:
-    records = client.retrieve(
-        collection_name=collection, ids=keys, with_payload=True, with_vectors=False
-    )
-    # The writer's chunk record (_lfm) is not part of what a row asks to store.
-    stored = {
-        str(r.id): {k: v for k, v in (r.payload or {}).items() if k != "_lfm"} for r in records
-    }
-    return {str(k) for k, p in zip(keys, wanted) if stored.get(str(k)) == p}
 
 
 def _plain(value: Any) -> Any:

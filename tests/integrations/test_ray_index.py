@@ -1,8 +1,10 @@
 """lfm_ray on a local Ray (one ``ray.init(num_cpus=2)`` for the session), tiny checkpoints.
 
-Exactness: the same vectors (within 1e-5) and the same point ids as ``MultiVectorWriter.add``
-in one process; a worker killed mid-run leaves every document stored exactly once; a bad
-row is named before anything is written.
+Exactness: the same points as ``MultiVectorWriter.add`` in one process (ids, payloads with
+their chunk records and fingerprints, vectors within 1e-5), long documents in chunks; a
+worker killed mid-run leaves every document stored exactly once; a sync run adds, updates,
+keeps and deletes what one process's sync does, without encoding the unchanged; a bad row
+is named before anything is written.
 """
 
 from __future__ import annotations
@@ -17,11 +19,27 @@ import pytest
 import ray
 
 from lfm_core import DenseEncoder, InputError, LateInteractionEncoder
-from lfm_qdrant import COLBERT, DENSE, EdgeStore, MultiVectorWriter
+from lfm_qdrant import COLBERT, DENSE, ChunkingOptions, EdgeStore, MultiVectorWriter, SyncReport
 from lfm_ray import EncodeBatch, index_dataset
 
+SMALL = ChunkingOptions(max_tokens=24, overlap_tokens=4)
+
+
+def prose(seed: int, sentences: int) -> str:
+    words = ["install", "the", "server", "then", "restart", "cache", "and", "check", "logs"]
+    rng = np.random.default_rng(seed)
+    return "\n\n".join(
+        " ".join(words[i] for i in rng.integers(0, len(words), 10)).capitalize() + "."
+        for _ in range(sentences)
+    )
+
+
+# Every seventh document is long: several chunks of SMALL.
 TEXTS = [
-    f"document {i}: " + "word " * (i % 13) + ("über café" if i % 5 == 0 else "") for i in range(60)
+    prose(i, 3 + i % 5)
+    if i % 7 == 3
+    else f"document {i}: " + "word " * (i % 13) + ("über café" if i % 5 == 0 else "")
+    for i in range(60)
 ]
 
 
@@ -49,7 +67,9 @@ def reference(
     path = tmp_path_factory.mktemp("single")
     store = EdgeStore(path)
     try:
-        writer = MultiVectorWriter(store, "docs", dense=tiny_dense, colbert=tiny_colbert)
+        writer = MultiVectorWriter(
+            store, "docs", dense=tiny_dense, colbert=tiny_colbert, chunking=SMALL
+        )
         writer.add(
             TEXTS,
             ids=[f"k{i}" for i in range(len(TEXTS))],
@@ -71,11 +91,8 @@ def rows_of(texts: list[str]) -> list[dict[str, Any]]:
 def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert set(got) == set(want)
     for key, point in want.items():
-        # Less the chunk records: their fingerprints hold the chunk settings of the writer,
-        # which a writer of vectors encoded elsewhere (Ray's) has none of.
-        assert {k: v for k, v in got[key]["payload"].items() if k != "_lfm"} == {
-            k: v for k, v in point["payload"].items() if k != "_lfm"
-        }
+        # Chunk records included: the same spans, chunk counts and fingerprints.
+        assert got[key]["payload"] == point["payload"]
         np.testing.assert_allclose(got[key]["dense"], point["dense"], atol=1e-5)
         np.testing.assert_allclose(got[key]["colbert"], point["colbert"], atol=1e-5)
 
@@ -96,13 +113,15 @@ def test_two_workers_write_what_one_process_writes_and_a_rerun_finishes_the_rest
         "metadata_column": "meta",
         "concurrency": 2,
         "batch_size": 8,
+        "chunking": SMALL,
     }
     first = index_dataset(dataset(rows_of(TEXTS)[:25]), **kwargs)  # an interrupted run
-    assert (first.rows, first.encoded, first.skipped_existing, first.points) == (25, 25, 0, 25)
+    assert (first.rows, first.encoded, first.skipped_existing, first.added) == (25, 25, 0, 25)
     seen: list[int] = []
     again = index_dataset(dataset(rows_of(TEXTS)), progress=seen.append, **kwargs)
-    assert (again.rows, again.encoded, again.skipped_existing, again.points) == (60, 35, 25, 60)
+    assert (again.rows, again.encoded, again.skipped_existing, again.added) == (60, 35, 25, 35)
     assert sum(seen) == 35
+    assert again.points == len(reference) > 60  # the long documents are several points
     assert_same(stored(tmp_path, "docs"), reference)
 
 
@@ -146,10 +165,52 @@ def test_a_killed_worker_is_restarted_and_every_document_is_stored_once(
         concurrency=1,
         batch_size=8,
         encoder_class=Killer,
+        chunking=SMALL,
     )
     assert marker.exists()  # the worker did die
-    assert result.points == 60
+    assert result.points == len(reference)
     assert_same(stored(tmp_path / "store", "docs"), reference)
+
+
+def test_a_sync_run_does_what_one_process_does_and_encodes_only_the_changed(
+    ray_session: Any,
+    tmp_path: Path,
+    tiny_dense_dir: Path,
+    tiny_colbert_dir: Path,
+    tiny_dense: DenseEncoder,
+    tiny_colbert: LateInteractionEncoder,
+) -> None:
+    """Both start from the collection one process wrote; the corpus then changes."""
+    texts = {f"k{i}": t for i, t in enumerate(TEXTS[:30])}
+    for path in (tmp_path / "one", tmp_path / "ray"):
+        with EdgeStore(path) as store:
+            MultiVectorWriter(
+                store, "docs", dense=tiny_dense, colbert=tiny_colbert, chunking=SMALL
+            ).add(list(texts.values()), ids=list(texts))
+    del texts["k1"], texts["k10"]  # removed, one of them long
+    texts["k3"] = prose(99, 2)  # a long document shrinks
+    texts["k4"] = prose(98, 6)  # a short one grows
+    texts["k30"] = "a new one"
+    with EdgeStore(tmp_path / "one") as store:
+        want = MultiVectorWriter(
+            store, "docs", dense=tiny_dense, colbert=tiny_colbert, chunking=SMALL
+        ).sync(list(texts.values()), ids=list(texts))
+    assert want == SyncReport(added=1, updated=2, unchanged=26, deleted=2)
+    result = index_dataset(
+        dataset([{"text": t, "key": k} for k, t in texts.items()]),
+        collection="docs",
+        path=tmp_path / "ray",
+        dense=str(tiny_dense_dir),
+        colbert=str(tiny_colbert_dir),
+        id_column="key",
+        batch_size=8,
+        chunking=SMALL,
+        delete_missing=True,
+    )
+    got = (result.added, result.updated, result.skipped_existing, result.deleted)
+    assert got == (want.added, want.updated, want.unchanged, want.deleted)
+    assert result.encoded == 3  # the unchanged were not encoded
+    assert_same(stored(tmp_path / "ray", "docs"), stored(tmp_path / "one", "docs"))
 
 
 @pytest.mark.parametrize(

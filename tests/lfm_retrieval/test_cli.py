@@ -242,7 +242,7 @@ def test_malformed_corpus_line_is_one_error_line(tmp_path, models, capsys):
 
 def test_duplicate_ids_are_one_error_line(tmp_path, models, capsys):
     dup = tmp_path / "dup.jsonl"
-    dup.write_text('{"id": "a", "text": "one"}\n{"id": "a", "text": "two"}\n')
+    dup.write_text('{"id": "a", "text": "one"}\n\n{"id": "a", "text": "two"}\n')
     code = cli.main(
         ["index", str(dup), "--collection", "c", *models, "--path", str(tmp_path / "q"), "--quiet"]
     )
@@ -250,7 +250,8 @@ def test_duplicate_ids_are_one_error_line(tmp_path, models, capsys):
         capsys,
         2,
         code,
-        r"error: document id 'a' appears twice in .* \(documents 1 and 2\); ids must be unique",
+        r"error: document id 'a' appears twice: .*dup\.jsonl:1 and .*dup\.jsonl:3; ids must be "
+        "unique",
     )
 
 

@@ -1,10 +1,9 @@
-"""`lfm-retrieval index --ray` writes the collection the plain command writes."""
+"""`lfm-retrieval index --ray` writes the collection the plain command writes, `--sync` too."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 from lfm_qdrant import EdgeStore
 from lfm_retrieval.cli import main
 
+CHUNKS = ["--chunk-tokens", "24", "--chunk-overlap", "4"]
+
 
 def points(path: Path, collection: str) -> dict[str, Any]:
     with EdgeStore(path) as store:
@@ -23,7 +24,31 @@ def points(path: Path, collection: str) -> dict[str, Any]:
     return {str(p.id): p for p in found}
 
 
-def test_index_ray_equals_the_plain_command(
+def assert_same_points(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        # Chunk records included: the same spans and fingerprints.
+        assert a[key].payload == b[key].payload
+        for name in ("dense", "colbert"):
+            np.testing.assert_allclose(
+                np.array(a[key].vector[name]), np.array(b[key].vector[name]), atol=1e-5
+            )
+
+
+def long_text(seed: int, sentences: int) -> str:
+    words = ["install", "the", "server", "then", "restart", "cache", "and", "check", "logs"]
+    rng = np.random.default_rng(seed)
+    return "\n\n".join(
+        " ".join(words[i] for i in rng.integers(0, len(words), 10)).capitalize() + "."
+        for _ in range(sentences)
+    )
+
+
+def write_corpus(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+def test_index_ray_equals_the_plain_command_and_so_does_its_sync(
     ray_session: Any,
     tmp_path: Path,
     models: list[str],
@@ -31,55 +56,43 @@ def test_index_ray_equals_the_plain_command(
 ) -> None:
     corpus = tmp_path / "corpus.jsonl"
     rows = [
-        {"_id": f"d{i}", "title": f"T{i}", "text": f"text number {i} " * (i % 4 + 1), "lang": "en"}
+        {
+            "_id": f"d{i}",
+            "title": f"T{i}",
+            "text": long_text(i, 6) if i % 5 == 2 else f"text number {i} " * (i % 4 + 1),
+            "lang": "en",
+        }
         for i in range(30)
     ]
-    rows += [{"_id": "blank", "text": "  "}]
-    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    models = [*models, "--quiet"]
-    assert (
-        main(
-            ["index", str(corpus), "--collection", "c", "--path", str(tmp_path / "plain"), *models]
-        )
-        == 0
-    )
-    plain_line = capsys.readouterr().out.strip().splitlines()[-1]
-    args = [
-        "index",
-        str(corpus),
-        "--collection",
-        "c",
-        "--path",
-        str(tmp_path / "ray"),
-        *models,
-        "--ray",
-        "--concurrency",
-        "2",
-        "--batch-size",
-        "8",
-    ]
-    assert main(args) == 0
-    ray_line = capsys.readouterr().out.strip().splitlines()[-1]
-    # The plain command also counts what it added (Ray's workers do not compare).
-    plain_line = re.sub(r"\d+ added, \d+ updated, \d+ unchanged; ", "", plain_line)
-    assert ray_line.replace(str(tmp_path / "ray"), "X") == plain_line.replace(
-        str(tmp_path / "plain"), "X"
-    )
-    assert "31 documents read (skipped 1 empty); 30 points stored" in ray_line
-    a, b = points(tmp_path / "plain", "c"), points(tmp_path / "ray", "c")
-    assert set(a) == set(b)
-    for key in a:
-        # Equal but for the fingerprint, which holds the plain writer's chunk settings.
-        a[key].payload["_lfm"].pop("fingerprint")
-        b[key].payload["_lfm"].pop("fingerprint")
-        assert a[key].payload == b[key].payload
-        for name in ("dense", "colbert"):
-            np.testing.assert_allclose(
-                np.array(a[key].vector[name]), np.array(b[key].vector[name]), atol=1e-5
-            )
+    write_corpus(corpus, [*rows, {"_id": "blank", "text": "  "}])
+    flags = [*models, *CHUNKS, "--quiet"]
+
+    def index(where: str, *extra: str) -> str:
+        store = tmp_path / where
+        argv = ["index", str(corpus), "--collection", "c", "--path", str(store), *flags, *extra]
+        if where == "ray":
+            argv += ["--ray", "--concurrency", "2", "--batch-size", "8"]
+        assert main(argv) == 0
+        return capsys.readouterr().out.strip().splitlines()[-1].replace(str(store), "X")
+
+    plain_line, ray_line = index("plain"), index("ray")
+    assert ray_line == plain_line
+    assert "31 documents read (skipped 1 empty); 30 added, 0 updated, 0 unchanged;" in ray_line
+    assert_same_points(points(tmp_path / "plain", "c"), points(tmp_path / "ray", "c"))
+    assert len(points(tmp_path / "ray", "c")) > 30  # the long documents are several chunks
     # A rerun finds everything stored and writes nothing new.
-    assert main(args) == 0
-    assert "30 points stored" in capsys.readouterr().out
+    assert "0 added, 0 updated, 30 unchanged;" in index("ray")
+
+    # The corpus changes: a long document removed, one shrunk, a short one grown, a new one.
+    rows = [r for r in rows if r["_id"] != "d7"]
+    rows[2]["text"] = "short now"
+    rows[3]["text"] = long_text(99, 5)
+    rows.append({"_id": "new", "text": "a new document"})
+    write_corpus(corpus, rows)
+    plain_line, ray_line = index("plain", "--sync"), index("ray", "--sync")
+    assert ray_line == plain_line
+    assert "30 documents read; 1 added, 2 updated, 27 unchanged, 1 deleted;" in ray_line
+    assert_same_points(points(tmp_path / "plain", "c"), points(tmp_path / "ray", "c"))
 
 
 FAQ = Path(__file__).resolve().parents[2] / "examples" / "data" / "support_faq.jsonl"
@@ -110,7 +123,7 @@ def test_index_ray_prints_our_lines_only(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"faq: 24 documents read; 24 points stored in {tmp_path / 'q'}"
+        f"faq: 24 documents read; 24 added, 0 updated, 0 unchanged; 24 points stored in {tmp_path / 'q'}"
     ]
     # Ray >= 2.5x writes a token on its first start: said in one line of ours, not Ray's.
     token = home / ".ray" / "auth_token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -223,3 +224,68 @@ def test_rerun_over_float_metadata_reports_all_unchanged_and_encodes_nothing(
         "deleted": 0,
     }
     assert calls == []
+
+
+def test_html_that_does_not_parse_cleanly_is_read_leniently(tmp_path, dense_only, capsys) -> None:
+    """Broken markup, a byte outside the page's encoding, a page of scripts: no error."""
+    folder, store = _folder(tmp_path / "kb"), tmp_path / "q"
+    (folder / "broken.html").write_bytes(b"<html><body><p>caf\xe9 ok<div>unclosed <b>bold &bogus;")
+    (folder / "scripts.html").write_bytes(b"<html><script>var x = 1;</script></html>")
+    assert _index(folder, store, dense_only, "--sync") == 0
+    assert "5 documents read (skipped 1 empty); 4 added" in capsys.readouterr().out
+    chunks = sorted(
+        (v[0]["path"], v[0]["_lfm"]["chunk"], v[0]["text"]) for v in _state(store).values()
+    )
+    broken = " ".join(text for path, _, text in chunks if path == "broken.html")
+    assert broken.startswith("caf") and "unclosed bold &bogus" in broken
+    assert "scripts.html" not in {path for path, _, _ in chunks}
+
+
+def test_a_megabyte_line_without_spaces_is_stored_as_chunks_covering_it(
+    tmp_path, dense_only, capsys, monkeypatch
+) -> None:
+    import lfm_core
+
+    # Its ~2,200 chunks would take minutes through the tiny model: what is tested is the
+    # reading, splitting and writing, so the encoder returns unit vectors.
+    def unit_vectors(encoder: Any, texts: list[str], **kwargs: Any) -> np.ndarray:
+        rows = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+        rows[:, 0] = 1.0
+        return rows
+
+    monkeypatch.setattr(lfm_core.DenseEncoder, "encode_documents", unit_vectors)
+    folder, store = tmp_path / "kb", tmp_path / "q"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    line = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789+/"), 1_000_000))
+    (folder / "blob.txt").write_text(line, encoding="utf-8")
+    argv = ["index", str(folder), "--collection", "kb", "--path", str(store), "--quiet"]
+    assert cli.main([*argv, *dense_only, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["added"] == 1 and report["points"] > 100
+    spans = sorted(
+        (p[0]["_lfm"]["start"], p[0]["_lfm"]["end"], p[0]["text"]) for p in _state(store).values()
+    )
+    assert spans[0][0] == 0 and spans[-1][1] == len(line)
+    assert all(line[a:b] == text for a, b, text in spans)
+    assert all(b >= c for (_, b, _), (c, _, _) in itertools.pairwise(spans))  # no gap
+
+
+def test_a_second_folder_replaces_the_files_with_the_same_relative_path(
+    tmp_path, dense_only, capsys
+) -> None:
+    """Ids are paths relative to the folder: one collection holds one folder's files."""
+    first, second, store = _folder(tmp_path / "a"), tmp_path / "b", tmp_path / "q"
+    second.mkdir()
+    (second / "notes.txt").write_text("other notes", encoding="utf-8")
+    assert _index(first, store, dense_only, "--json") == 0
+    assert _index(second, store, dense_only, "--json") == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["added"], report["updated"], report["deleted"]) == (0, 1, 0)
+    texts = {
+        v[0]["path"]: v[0]["text"] for v in _state(store).values() if v[0]["_lfm"]["chunk"] == 0
+    }
+    assert texts["notes.txt"] == "other notes" and "guide.md" in texts
+    assert _index(second, store, dense_only, "--sync", "--json") == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["unchanged"], report["deleted"]) == (1, 2)
