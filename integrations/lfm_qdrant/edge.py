@@ -523,10 +523,11 @@ class EdgeStore:
         collection_name: str,
         ids: Sequence[Any],
         with_payload: bool = True,
-        with_vectors: bool = False,
+        with_vectors: bool | list[str] = False,
         **kwargs: Any,
     ) -> list[models.Record]:
-        """The stored points among ``ids`` (missing ids are left out)."""
+        """The stored points among ``ids`` (missing ids are left out); ``with_vectors``:
+        ``True`` for all their vectors, or the names of some (``["colbert"]``)."""
         with self._mutex:
             shard = self._shard(collection_name)
             records = self._engine(
@@ -534,7 +535,7 @@ class EdgeStore:
                 shard.retrieve,
                 [_edge_id(i) for i in ids],
                 with_payload,
-                with_vectors,
+                list(with_vectors) if isinstance(with_vectors, list) else with_vectors,
             )
         # Unvalidated: the engine's own values; pydantic's check of every vector number
         # would double the time of a retrieve with vectors (explain_hits reads 10 of them).
@@ -630,10 +631,12 @@ class EdgeStore:
         with self._mutex:
             shard = self._shard(collection_name)
             results = self._engine(collection_name, shard.query_batch, batch)
+        # Unvalidated points: the engine's own values; with ``with_vector`` pydantic's check
+        # of every number would cost more than the query (as in ``retrieve``).
         return [
-            rest.QueryResponse(
+            rest.QueryResponse.model_construct(
                 points=[
-                    models.ScoredPoint(
+                    models.ScoredPoint.model_construct(
                         id=_client_id(p.id),
                         version=p.version,
                         score=p.score,

@@ -407,9 +407,9 @@ class MultiVectorWriter(StoreMethods):
                 score fusion), for the hybrid stages.
             explain: return :class:`~lfm_qdrant.ExplainedPoint` hits whose ``legs`` say which
                 legs found each hit, at what rank and score, and whose ``explanation`` gives
-                the ColBERT token matches (with a loaded ColBERT model; from the vectors the
-                hits come back with and the search's own query vectors: nothing is encoded
-                or read twice).
+                the ColBERT token matches (with a loaded ColBERT model; from the final hits'
+                stored vectors, read in one call, and the search's own query vectors:
+                nothing is encoded twice).
             chunks: return chunks (several may come from one document) instead of at most
                 one hit per document.
 
@@ -794,12 +794,6 @@ class MultiVectorWriter(StoreMethods):
         vectors = yield Work(encode_queries, (items, mode, legs))
         planned = [plan.request(v) for v in vectors]
         matches = explain and isinstance(self.colbert, LateInteractionEncoder)
-        if matches:
-            # The hits come with their ColBERT vectors: the token matches need no second read.
-            planned = [
-                None if r is None else r.model_copy(update={"with_vector": [COLBERT]})
-                for r in planned
-            ]
         # A query that can have no hit (lexical, no token left) sends no request.
         requests = {i: r for i, r in enumerate(planned) if r is not None}
         per_leg = [plan.leg_requests(v) if explain else {} for v in vectors]
@@ -815,7 +809,7 @@ class MultiVectorWriter(StoreMethods):
         if chunks:
             results = [points[:limit] for points in results]
             if matches:
-                results = yield Work(self._token_matches, (items, vectors, results))
+                results = yield from self._token_matches(items, vectors, results)
             return results
         hits: list[list[models.ScoredPoint]] = [[] for _ in planned]
         todo = list(requests)
@@ -833,26 +827,43 @@ class MultiVectorWriter(StoreMethods):
                     results[i] = explain_points(points, found_by[i]) if explain else points
             todo = again
         if matches:
-            hits = yield Work(self._token_matches, (items, vectors, hits))
+            hits = yield from self._token_matches(items, vectors, hits)
         return hits
 
     def _token_matches(
         self, queries: list[str], vectors: list[QueryVectors], hits: list[list[Any]]
-    ) -> list[list[Any]]:
-        """The hits with their ``explanation``, from the ColBERT vectors they came back with
-        and the query vectors the search used (encoded here only where its mode had none)."""
-        out = []
-        for query, encoded, points in zip(queries, vectors, hits, strict=True):
+    ) -> Steps[list[list[Any]]]:
+        """The hits with their ``explanation``: the final hits' ColBERT vectors read in one
+        call (only theirs: a query's over-fetched candidates would cost more to carry), and
+        the query vectors the search used (encoded here only where its mode had none)."""
+        ids = list({str(p.id): p.id for points in hits for p in points}.values())
+        stored: dict[str, Any] = {}
+        if ids:
+            records = yield Call(
+                "retrieve",
+                {
+                    "collection_name": self.collection_name,
+                    "ids": ids,
+                    "with_payload": False,
+                    "with_vectors": [COLBERT],
+                },
+            )
+            stored = {str(r.id): r.vector for r in records}
+
+        def explain(points: list[Any], query: str, encoded: QueryVectors) -> list[Any]:
             query_vectors = None
             if encoded.colbert is not None:
                 query_vectors = np.asarray(encoded.colbert, dtype=np.float32)
-            explained = explain_hits(self.colbert, query, points, query_vectors=query_vectors)
-            out.append(
-                [
-                    point.model_copy(update={"explanation": why, "vector": None})
-                    for point, why in zip(points, explained, strict=True)
-                ]
-            )
+            carrying = [p.model_copy(update={"vector": stored.get(str(p.id))}) for p in points]
+            explained = explain_hits(self.colbert, query, carrying, query_vectors=query_vectors)
+            return [
+                p.model_copy(update={"explanation": why})
+                for p, why in zip(points, explained, strict=True)
+            ]
+
+        out = []
+        for query, encoded, points in zip(queries, vectors, hits, strict=True):
+            out.append((yield Work(explain, (points, query, encoded))))
         return out
 
     def _query_steps(

@@ -2,7 +2,7 @@
 
 Run on the model thread, like the scores they explain: rerank results are explained from the
 vectors the rerank just computed. (Search hits are explained by the writer itself,
-``search(explain=True)``: from the ColBERT vectors the hits come back with.)
+``search(explain=True)``: from the final hits' stored ColBERT vectors.)
 """
 
 from __future__ import annotations

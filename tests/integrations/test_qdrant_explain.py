@@ -84,6 +84,7 @@ class _Counting:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls: list[str] = []
+        self.retrieved: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -91,6 +92,8 @@ class _Counting:
 
             def call(*args: Any, **kwargs: Any) -> Any:
                 self.calls.append(name)
+                if name == "retrieve":
+                    self.retrieved = list(kwargs["ids"])
                 return attr(*args, **kwargs)
 
             return call
@@ -99,7 +102,7 @@ class _Counting:
 
 @pytest.mark.parametrize("mode", ["hybrid", "colbert", "dense", "lexical"])
 @pytest.mark.parametrize("chunks", [False, True])
-def test_search_explain_gives_token_matches_without_a_second_read_or_encoding(
+def test_search_explain_gives_token_matches_with_one_read_and_no_second_encoding(
     store: Any,
     tiny_dense: DenseEncoder,
     tiny_colbert: LateInteractionEncoder,
@@ -121,9 +124,10 @@ def test_search_explain_gives_token_matches_without_a_second_read_or_encoding(
     hits = writer.search(QUERY, limit=4, mode=mode, explain=True, chunks=chunks)  # type: ignore[arg-type]
     assert hits
     # One query encoding (in dense/lexical modes the search itself has none: explain adds it),
-    # and no retrieve of the hits' vectors: they come back with the query.
+    # and one read of the final hits' ColBERT vectors (not of every over-fetched candidate).
     assert len(encoded) == 1
-    assert "retrieve" not in counting.calls
+    assert counting.calls.count("retrieve") == 1
+    assert sorted(map(str, counting.retrieved)) == sorted(str(h.id) for h in hits)
     reference = explain_hits(tiny_colbert, QUERY, hits, store=store, collection_name="docs")
     for hit, expected in zip(hits, reference, strict=True):
         why = hit.explanation
