@@ -23,8 +23,10 @@ from lfm_core import Explanation, LateInteractionEncoder
 from lfm_core.explain import explain_documents
 
 from .layout import COLBERT
+from .search import QueryVectors
+from .steps import Call, Steps, Work
 
-__all__ = ["explain_hits", "stored_colbert_vectors"]
+__all__ = ["explain_hits", "explain_steps", "stored_colbert_vectors"]
 
 
 def stored_colbert_vectors(
@@ -99,6 +101,48 @@ def explain_hits(
     )
     for i, why in zip(with_text, explained):
         out[i] = why
+    return out
+
+
+def explain_steps(
+    encoder: LateInteractionEncoder,
+    collection_name: str,
+    queries: list[str],
+    vectors: list[QueryVectors],
+    hits: list[list[Any]],
+) -> Steps[list[list[Any]]]:
+    """The steps of ``search(explain=True)``'s token matches: the hits with their
+    ``explanation``, from the final hits' ColBERT vectors read in one call (only theirs: a
+    query's over-fetched candidates would cost more to carry) and the query vectors the
+    search used (encoded here only where its mode had none)."""
+    ids = list({str(p.id): p.id for points in hits for p in points}.values())
+    stored: dict[str, Any] = {}
+    if ids:
+        records = yield Call(
+            "retrieve",
+            {
+                "collection_name": collection_name,
+                "ids": ids,
+                "with_payload": False,
+                "with_vectors": [COLBERT],
+            },
+        )
+        stored = {str(r.id): r.vector for r in records}
+
+    def explain(points: list[Any], query: str, encoded: QueryVectors) -> list[Any]:
+        query_vectors = None
+        if encoded.colbert is not None:
+            query_vectors = np.asarray(encoded.colbert, dtype=np.float32)
+        carrying = [p.model_copy(update={"vector": stored.get(str(p.id))}) for p in points]
+        explained = explain_hits(encoder, query, carrying, query_vectors=query_vectors)
+        return [
+            p.model_copy(update={"explanation": why})
+            for p, why in zip(points, explained, strict=True)
+        ]
+
+    out = []
+    for query, encoded, points in zip(queries, vectors, hits, strict=True):
+        out.append((yield Work(explain, (points, query, encoded))))
     return out
 
 

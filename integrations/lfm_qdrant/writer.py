@@ -36,7 +36,7 @@ from .documents import (
     expand_documents,
 )
 from .encoders import EncodedElsewhere, load_encoder, model_label
-from .explain import explain_hits
+from .explain import explain_steps
 from .filters import as_filter
 from .fingerprint import CollectionRecord
 from .grouping import MAX_FETCH, OVERFETCH, best_per_document, needs_more, widened
@@ -56,7 +56,6 @@ from .search import (
     FUSIONS,
     Fusion,
     Legs,
-    QueryVectors,
     SearchMode,
     SearchPlan,
     encode_queries,
@@ -809,7 +808,9 @@ class MultiVectorWriter(StoreMethods):
         if chunks:
             results = [points[:limit] for points in results]
             if matches:
-                results = yield from self._token_matches(items, vectors, results)
+                results = yield from explain_steps(
+                    self.colbert, self.collection_name, items, vectors, results
+                )
             return results
         hits: list[list[models.ScoredPoint]] = [[] for _ in planned]
         todo = list(requests)
@@ -827,44 +828,10 @@ class MultiVectorWriter(StoreMethods):
                     results[i] = explain_points(points, found_by[i]) if explain else points
             todo = again
         if matches:
-            hits = yield from self._token_matches(items, vectors, hits)
-        return hits
-
-    def _token_matches(
-        self, queries: list[str], vectors: list[QueryVectors], hits: list[list[Any]]
-    ) -> Steps[list[list[Any]]]:
-        """The hits with their ``explanation``: the final hits' ColBERT vectors read in one
-        call (only theirs: a query's over-fetched candidates would cost more to carry), and
-        the query vectors the search used (encoded here only where its mode had none)."""
-        ids = list({str(p.id): p.id for points in hits for p in points}.values())
-        stored: dict[str, Any] = {}
-        if ids:
-            records = yield Call(
-                "retrieve",
-                {
-                    "collection_name": self.collection_name,
-                    "ids": ids,
-                    "with_payload": False,
-                    "with_vectors": [COLBERT],
-                },
+            hits = yield from explain_steps(
+                self.colbert, self.collection_name, items, vectors, hits
             )
-            stored = {str(r.id): r.vector for r in records}
-
-        def explain(points: list[Any], query: str, encoded: QueryVectors) -> list[Any]:
-            query_vectors = None
-            if encoded.colbert is not None:
-                query_vectors = np.asarray(encoded.colbert, dtype=np.float32)
-            carrying = [p.model_copy(update={"vector": stored.get(str(p.id))}) for p in points]
-            explained = explain_hits(self.colbert, query, carrying, query_vectors=query_vectors)
-            return [
-                p.model_copy(update={"explanation": why})
-                for p, why in zip(points, explained, strict=True)
-            ]
-
-        out = []
-        for query, encoded, points in zip(queries, vectors, hits, strict=True):
-            out.append((yield Work(explain, (points, query, encoded))))
-        return out
+        return hits
 
     def _query_steps(
         self, requests: list[models.QueryRequest], single: bool
