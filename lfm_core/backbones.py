@@ -209,7 +209,11 @@ def _no_transformers_progress() -> Iterator[None]:
     switch (which also drives huggingface_hub's bars): the first load in flight turns it
     off, the last one puts both back as they were.
     """
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
     from transformers.utils import logging as hf_logging
 
     state = _PROGRESS_STATE
@@ -224,10 +228,15 @@ def _no_transformers_progress() -> Iterator[None]:
     finally:
         with _PROGRESS_LOCK:
             state["holders"] -= 1
-            if state["holders"] == 0 and state["transformers_on"]:
-                hf_logging.enable_progress_bar()
+            if state["holders"] == 0:
+                # transformers' switch turns huggingface_hub's bars off too: put both back
+                # as they were, each on its own.
+                if state["transformers_on"]:
+                    hf_logging.enable_progress_bar()
                 if state["hub_off"]:
                     disable_progress_bars()
+                else:
+                    enable_progress_bars()
 
 
 def _check_shapes_before_loading(folder: Path) -> None:

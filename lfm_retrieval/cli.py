@@ -55,7 +55,6 @@ from lfm_retrieval.cli_store import (
     build_index,
     check_space_ahead,
     collection_name,
-    default_qdrant_path,
     open_client,
     require_qdrant,
     where,
@@ -122,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--path",
         type=Path,
         default=None,
-        help=f"folder of the embedded Qdrant Edge store (default {default_qdrant_path()})",
+        help="folder of the embedded Qdrant Edge store (default "
+        "$XDG_CACHE_HOME/lfm-retrieval/qdrant, else ~/.cache/lfm-retrieval/qdrant)",
     )
     group.add_argument(
         "--url",

@@ -12,7 +12,7 @@ model, not a vector store. A document whose text is identical to the relevant on
 repeated sentence) is not counted against the query; any other document scoring at
 least as high as the relevant one is (ties rank pessimistically).
 
-Run it with ``lfm-retrieval crosslingual ../shared/data/ntrex128 --lines 500`` or from
+Run it with ``lfm-retrieval crosslingual DATA/ntrex128 --lines 500`` or from
 Python with :func:`read_ntrex` and :func:`evaluate_crosslingual`.
 """
 

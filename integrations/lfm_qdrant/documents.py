@@ -130,6 +130,25 @@ def chunk_record(payload: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return record if isinstance(record, Mapping) else None
 
 
+def own_point_id(point_id: PointId | uuid.UUID, payload: Mapping[str, Any] | None) -> Any:
+    """The id a hit's own point is stored under. A grouped search hit carries its
+    document's id, and its payload (text, ``_lfm``) is the best chunk's: that chunk's
+    stored vectors are under the chunk's id, not the document's.
+
+    >>> own_point_id(7, {"_lfm": {"doc": "7", "chunk": 0}})
+    7
+    >>> own_point_id(7, {"_lfm": {"doc": "7", "chunk": 2}}) == chunk_point_id(7, 2)
+    True
+    >>> own_point_id(5, {"text": "x"})
+    5
+    """
+    record = chunk_record(payload)
+    index = None if record is None else record.get("chunk")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return point_id
+    return chunk_point_id(document_key(point_id, payload), index)
+
+
 def fingerprint(key: PointId, text: str, payload: Mapping[str, Any], models_and_chunks: Any) -> str:
     """A digest of everything a document's points are made from.
 

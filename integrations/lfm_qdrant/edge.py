@@ -605,7 +605,7 @@ class EdgeStore:
         query_filter: models.Filter | None = None,
         limit: int = 10,
         with_payload: bool = True,
-        with_vectors: bool | list[str] = False,
+        with_vectors: bool = False,
         score_threshold: float | None = None,
         **kwargs: Any,
     ) -> rest.QueryResponse:
@@ -631,8 +631,8 @@ class EdgeStore:
         with self._mutex:
             shard = self._shard(collection_name)
             results = self._engine(collection_name, shard.query_batch, batch)
-        # Unvalidated points: the engine's own values; with ``with_vector`` pydantic's check
-        # of every number would cost more than the query (as in ``retrieve``).
+        # Unvalidated points: the engine's own values (as in ``retrieve``); pydantic's check
+        # of every number of a point's vectors would cost more than the query.
         return [
             rest.QueryResponse.model_construct(
                 points=[

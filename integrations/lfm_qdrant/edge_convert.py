@@ -142,16 +142,9 @@ def _edge_query(request: models.QueryRequest) -> qe.QueryRequest:
         prefetches=[_edge_prefetch(p) for p in _as_list(request.prefetch)] or None,
         filter=_maybe_filter(request.filter),
         with_payload=bool(request.with_payload) if request.with_payload is not None else True,
-        with_vector=_with_vector(request.with_vector),
+        with_vector=bool(request.with_vector) if request.with_vector is not None else False,
         score_threshold=request.score_threshold,
     )
-
-
-def _with_vector(value: Any) -> bool | list[str]:
-    """``True``/``False``, or the names of the vectors to return (``["colbert"]``)."""
-    if isinstance(value, list):
-        return [str(name) for name in value]
-    return bool(value) if value is not None else False
 
 
 def _edge_prefetch(prefetch: models.Prefetch) -> qe.Prefetch:

@@ -22,11 +22,12 @@ import numpy as np
 from lfm_core import Explanation, LateInteractionEncoder
 from lfm_core.explain import explain_documents
 
+from .documents import own_point_id
 from .layout import COLBERT
 from .search import QueryVectors
 from .steps import Call, Steps, Work
 
-__all__ = ["explain_hits", "explain_steps", "stored_colbert_vectors"]
+__all__ = ["explain_hits", "stored_colbert_vectors"]
 
 
 def stored_colbert_vectors(
@@ -81,11 +82,13 @@ def explain_hits(
     """
     vectors: dict[int, np.ndarray | None] = {i: _colbert_of(hit) for i, hit in enumerate(hits)}
     if store is not None and collection_name is not None:
-        need = [hit.id for i, hit in enumerate(hits) if vectors[i] is None]
-        found = stored_colbert_vectors(store, collection_name, need)
-        for i, hit in enumerate(hits):
+        # A grouped hit has its document's id; its vectors are its chunk's.
+        own = {i: own_point_id(hit.id, hit.payload) for i, hit in enumerate(hits)}
+        need = [own[i] for i in own if vectors[i] is None]
+        found = {str(k): v for k, v in stored_colbert_vectors(store, collection_name, need).items()}
+        for i in own:
             if vectors[i] is None:
-                vectors[i] = found.get(hit.id)
+                vectors[i] = found.get(str(own[i]))
     with_text = [
         i for i, hit in enumerate(hits) if isinstance((hit.payload or {}).get(text_key), str)
     ]
@@ -111,11 +114,13 @@ def explain_steps(
     vectors: list[QueryVectors],
     hits: list[list[Any]],
 ) -> Steps[list[list[Any]]]:
-    """The steps of ``search(explain=True)``'s token matches: the hits with their
+    """(Internal: run by the writer's drivers.) The steps of ``search(explain=True)``'s token matches: the hits with their
     ``explanation``, from the final hits' ColBERT vectors read in one call (only theirs: a
     query's over-fetched candidates would cost more to carry) and the query vectors the
     search used (encoded here only where its mode had none)."""
-    ids = list({str(p.id): p.id for points in hits for p in points}.values())
+    # A grouped hit has its document's id; its text and vectors are its best chunk's.
+    own = [[own_point_id(p.id, p.payload) for p in points] for points in hits]
+    ids = list({str(i): i for ids_of_query in own for i in ids_of_query}.values())
     stored: dict[str, Any] = {}
     if ids:
         records = yield Call(
@@ -129,11 +134,16 @@ def explain_steps(
         )
         stored = {str(r.id): r.vector for r in records}
 
-    def explain(points: list[Any], query: str, encoded: QueryVectors) -> list[Any]:
+    def explain(
+        points: list[Any], point_ids: list[Any], query: str, encoded: QueryVectors
+    ) -> list[Any]:
         query_vectors = None
         if encoded.colbert is not None:
             query_vectors = np.asarray(encoded.colbert, dtype=np.float32)
-        carrying = [p.model_copy(update={"vector": stored.get(str(p.id))}) for p in points]
+        carrying = [
+            p.model_copy(update={"vector": stored.get(str(i))})
+            for p, i in zip(points, point_ids, strict=True)
+        ]
         explained = explain_hits(encoder, query, carrying, query_vectors=query_vectors)
         return [
             p.model_copy(update={"explanation": why})
@@ -141,8 +151,8 @@ def explain_steps(
         ]
 
     out = []
-    for query, encoded, points in zip(queries, vectors, hits, strict=True):
-        out.append((yield Work(explain, (points, query, encoded))))
+    for query, encoded, points, point_ids in zip(queries, vectors, hits, own, strict=True):
+        out.append((yield Work(explain, (points, point_ids, query, encoded))))
     return out
 
 

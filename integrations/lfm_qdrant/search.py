@@ -293,7 +293,7 @@ def _nearest(vector: Any, using: str) -> models.Prefetch:
 
 def query_kwargs(request: models.QueryRequest) -> dict[str, Any]:
     """A batch request as the keyword arguments of ``query_points`` (less the collection)."""
-    kwargs = {
+    return {
         "query": request.query,
         "using": request.using,
         "prefetch": request.prefetch,
@@ -301,9 +301,6 @@ def query_kwargs(request: models.QueryRequest) -> dict[str, Any]:
         "limit": request.limit,
         "with_payload": request.with_payload,
     }
-    if request.with_vector:
-        kwargs["with_vectors"] = request.with_vector
-    return kwargs
 
 
 class LegRank(pydantic.BaseModel):
@@ -342,8 +339,7 @@ def explain_points(
     out = []
     for hit in hits:
         legs = {leg: found[str(hit.id)] for leg, found in ranks.items() if str(hit.id) in found}
-        # Unvalidated: the hit came from the client; in explain mode it carries its ColBERT
-        # vectors, and pydantic's check of every number would cost more than the search.
+        # Unvalidated: the hit is the client's own, already a checked ScoredPoint.
         out.append(ExplainedPoint.model_construct(**dict(hit), legs=legs))
     return out
 

@@ -83,7 +83,7 @@ class StoreMethods:
         colbert_vectors: Any = None,
         ids: Iterable[str | int] | None = None,
         metadata: Iterable[Mapping[str, Any] | None] | None = None,
-        chunks: Iterable[Iterable[tuple[int, int]]] | None = None,
+        chunk_spans: Iterable[Iterable[tuple[int, int]]] | None = None,
     ) -> list[PointId]:
         """Upsert documents whose vectors were encoded elsewhere (by :mod:`lfm_ray`'s workers).
 
@@ -101,7 +101,7 @@ class StoreMethods:
             colbert_vectors: one ``[n_tokens_i, dim]`` array per chunk, when it has ColBERT.
             ids: as for :meth:`add`.
             metadata: as for :meth:`add`.
-            chunks: per text, the ``(start, end)`` spans of its chunks in order
+            chunk_spans: per text, the ``(start, end)`` spans of its chunks in order
                 (``text[start:end]`` is a chunk: ``Chunker.split``'s ``start``, ``end``); the
                 vectors then follow the chunks, document by document. ``None``: each text is
                 one chunk, all of it.
@@ -119,9 +119,13 @@ class StoreMethods:
         texts = validate_texts(texts)
         keys = validate_ids(ids, texts)
         stored_payloads = payloads(metadata, texts)
-        spans = [[(0, len(t))] for t in texts] if chunks is None else check_spans(chunks, texts)
+        spans = (
+            [[(0, len(t))] for t in texts]
+            if chunk_spans is None
+            else check_spans(chunk_spans, texts)
+        )
         count = sum(len(s) for s in spans)
-        what = f"{count} texts" if chunks is None else f"{count} chunks"
+        what = f"{count} texts" if chunk_spans is None else f"{count} chunks"
         dense = self._check_vectors(
             "dense_vectors", dense_vectors, self._layout.dense_dim, count, what
         )

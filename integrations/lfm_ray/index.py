@@ -212,7 +212,8 @@ def index_dataset(
         skip = stored if skip_existing else frozenset()
         writer.ensure_collection()
         # The stored ids travel inside the stage's arguments, not as an object ref: Ray
-        # warns about an actor pool whose arguments hold a ref (a restart could lose it).
+        # warns about a stage whose arguments hold a ref (a restart could lose it). They are
+        # pickled with each task; the driver holds the rows themselves anyway.
         prepare = partial(_prepare, checker=checker, skip=skip)
         encoded = ds.map_batches(
             encoder_class,
@@ -491,7 +492,7 @@ def _write_batch(writer: MultiVectorWriter, batch: Mapping[str, Any], text_colum
         colbert_vectors=colbert,
         ids=[_as_point_id(k) for k in batch[POINT_ID_COLUMN]],
         metadata=[json.loads(m) for m in batch[PAYLOAD_COLUMN]],
-        chunks=chunks,
+        chunk_spans=chunks,
     )
     return len(texts)
 

@@ -338,7 +338,7 @@ def create_app(
             for p in results
         ]
         if body.explain:
-            # The writer's explain path: token matches from the vectors the hits came with.
+            # The writer's explain path: token matches from the hits' stored ColBERT vectors.
             for hit, point in zip(hits, results, strict=True):
                 why = getattr(point, "explanation", None)
                 hit["explain"] = None if why is None else why.to_dict()

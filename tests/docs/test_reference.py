@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 
+import griffe  # mkdocstrings[python]'s loader, in the dev extra
 import pytest
 
 from tests.docs.harness import ROOT
-
-griffe = pytest.importorskip("griffe", reason="griffe comes with mkdocstrings[python] (dev extra)")
 
 PACKAGES = ["lfm_core", "lfm_langchain", "lfm_llamaindex", "lfm_qdrant", "lfm_ray"]
 

@@ -132,7 +132,7 @@ def test_chunks_encoded_elsewhere_are_the_points_add_writes(
             colbert_vectors=colbert,
             ids=["a", "b", "c"],
             metadata=meta,
-            chunks=spans,
+            chunk_spans=spans,
         )
         a, _ = store.scroll("plain", limit=1000, with_payload=True, with_vectors=True)
         b, _ = store.scroll("remote", limit=1000, with_payload=True, with_vectors=True)
@@ -163,7 +163,7 @@ def test_chunks_encoded_elsewhere_are_the_points_add_writes(
             colbert_vectors=colbert,
             ids=["a"],
             metadata=[meta[0]],
-            chunks=spans,
+            chunk_spans=spans,
         )
         of_a = {"must": [{"key": "_lfm.doc", "match": {"value": str(point_id("a"))}}]}
         assert remote.count(of_a) == 1
@@ -203,7 +203,7 @@ def test_bad_chunk_spans_are_named_before_writing(
         writer = MultiVectorWriter(store, "c", dense=ModelRecord.of(tiny_dense))
         with pytest.raises(error, match=message):
             writer.add_encoded(
-                TEXTS, dense_vectors=tiny_dense.encode_documents(TEXTS), chunks=chunks
+                TEXTS, dense_vectors=tiny_dense.encode_documents(TEXTS), chunk_spans=chunks
             )
         assert not store.collection_exists("c")
     finally:

@@ -151,3 +151,31 @@ def test_search_explain_without_a_colbert_model_has_legs_only(
     writer.add(DOCS)
     hits = writer.search(QUERY, limit=2, explain=True)
     assert hits and all(h.explanation is None and "dense" in h.legs for h in hits)
+
+
+def test_a_grouped_hit_is_explained_by_its_best_chunk_not_its_first(
+    store: Any, tiny_colbert: LateInteractionEncoder
+) -> None:
+    """A grouped hit carries its document's id and its best chunk's text: its explanation
+    must come from that chunk's stored vectors (the MaxSim score it was ranked by)."""
+    from lfm_qdrant import ChunkingOptions
+
+    sentences = [f"Sentence {i} talks about topic {i} and item {i * 7}." for i in range(40)]
+    docs = [" ".join(sentences[i::4]) for i in range(4)]  # 4 documents of several chunks
+    writer = MultiVectorWriter(
+        store,
+        "long",
+        colbert=tiny_colbert,
+        chunking=ChunkingOptions(max_tokens=48, overlap_tokens=0),
+    )
+    writer.add(docs, ids=["a", "b", "c", "d"])
+    later = 0
+    for query in ("topic 29 and item 203", "sentence 38", "item 91", "topic 13", "item 0"):
+        hits = writer.search(query, limit=4, mode="colbert", explain=True)
+        again = explain_hits(tiny_colbert, query, hits, store=store, collection_name="long")
+        for hit, stored_way in zip(hits, again, strict=True):
+            assert hit.explanation is not None and stored_way is not None
+            assert hit.explanation.score == pytest.approx(hit.score, abs=1e-4)
+            assert stored_way.score == pytest.approx(hit.score, abs=1e-4)
+            later += hit.payload["_lfm"]["chunk"] > 0
+    assert later  # some best chunks were not the first: the case this test is about

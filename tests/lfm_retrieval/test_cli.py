@@ -12,7 +12,7 @@ import pytest
 
 import lfm_core
 from lfm_qdrant import EdgeStore, text_point_id
-from lfm_retrieval import cli
+from lfm_retrieval import cli, cli_store
 from lfm_retrieval.evaluation import evaluate
 
 DOCS = [
@@ -350,10 +350,12 @@ def test_bad_option_values_exit_2_with_usage(capsys):
 
 def test_default_qdrant_path_follows_xdg_cache_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cli.default_qdrant_path() == tmp_path / "lfm-retrieval" / "qdrant"
+    assert cli_store.default_qdrant_path() == tmp_path / "lfm-retrieval" / "qdrant"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cli.default_qdrant_path() == tmp_path / "home" / ".cache" / "lfm-retrieval" / "qdrant"
+    assert (
+        cli_store.default_qdrant_path() == tmp_path / "home" / ".cache" / "lfm-retrieval" / "qdrant"
+    )
 
 
 def test_the_installed_command_has_no_bench(capsys):
