@@ -182,14 +182,16 @@ def index_dataset(
         raise InputError("pass chunking= to index_dataset, not in writer_options")
     target = _Target(url, None if path is None else str(path), api_key)
     options = options or LoadOptions()
+    # The models first: one that cannot load fails before the store is opened (an Edge
+    # store's folder is created by its first open).
+    if num_gpus:
+        # As a GPU worker loads them (its device, its copy of the checkpoint).
+        remote = ray.remote(_record_models).options(num_gpus=num_gpus, num_cpus=1)
+        records, settings = ray.get(remote.remote(dense, colbert, options, chunking))
+    else:
+        records, settings = _record_models(dense, colbert, options, chunking)
     client = target.open()
     try:
-        if num_gpus:
-            # As a GPU worker loads them (its device, its copy of the checkpoint).
-            remote = ray.remote(_record_models).options(num_gpus=num_gpus, num_cpus=1)
-            records, settings = ray.get(remote.remote(dense, colbert, options, chunking))
-        else:
-            records, settings = _record_models(dense, colbert, options, chunking)
         # The chunk size the models' window holds, fixed here: the workers cut at it and
         # the writers fingerprint with it, as one process would.
         fixed: ChunkingOptions | bool = (

@@ -288,6 +288,15 @@ def test_encode_batch_alone_gives_the_encoders_vectors(
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_a_model_that_cannot_load_leaves_no_store_folder(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(Exception, match="broken-model"):
+        index_dataset(None, collection="docs", path=tmp_path / "store", dense=str(broken))
+    assert not (tmp_path / "store").exists()
+
+
 def test_index_dataset_needs_one_target(tiny_dense_dir: Path) -> None:
     with pytest.raises(InputError, match="url= .* or path="):
         index_dataset(None, collection="docs", dense=str(tiny_dense_dir))
