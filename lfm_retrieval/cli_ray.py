@@ -188,16 +188,20 @@ def _without_stderr_lines(patterns: tuple[bytes, ...]) -> Iterator[None]:
     os.close(write_end)
 
     def pump() -> None:
+        pending = b""
         with os.fdopen(read_end, "rb", buffering=0) as source:
             while chunk := source.read(65536):
-                lines = chunk.splitlines(keepends=True)
+                *complete, rest = (pending + chunk).split(b"\n")
+                # An unfinished log line waits for its end (a notice may span two reads);
+                # a progress bar's update (it holds a carriage return) passes at once.
+                rest, pending = (rest, b"") if b"\r" in rest else (b"", rest)
                 kept = b"".join(
-                    line
-                    for line in lines
-                    if not (line.endswith(b"\n") and any(p in line for p in patterns))
+                    line + b"\n" for line in complete if not any(p in line for p in patterns)
                 )
-                if kept:
-                    os.write(original, kept)
+                if kept + rest:
+                    os.write(original, kept + rest)
+            if pending:
+                os.write(original, pending)
 
     thread = threading.Thread(target=pump, name="lfm-stderr-filter", daemon=True)
     thread.start()
@@ -207,4 +211,5 @@ def _without_stderr_lines(patterns: tuple[bytes, ...]) -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(original, 2)  # closes the pipe's last write end: the pump sees its end
         thread.join(timeout=5)
-        os.close(original)
+        if not thread.is_alive():  # else the pump may still write to it: leave it open
+            os.close(original)

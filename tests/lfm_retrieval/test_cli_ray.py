@@ -129,3 +129,26 @@ def test_index_ray_prints_our_lines_only(
     token = home / ".ray" / "auth_token"
     notice = f"Ray wrote its cluster access token to {token} (see docs/scale-out.md)"
     assert done.stderr.splitlines() == ([notice] if token.is_file() else []), done.stderr
+
+
+def test_the_stderr_filter_drops_a_notice_split_across_reads_and_passes_bars() -> None:
+    import time
+
+    from lfm_retrieval.cli_ray import _without_stderr_lines
+
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        with _without_stderr_lines((b"NOTICE",)):
+            os.write(2, b"keep 1\nhas NOT")
+            time.sleep(0.1)  # the notice's line arrives in two reads
+            os.write(2, b"ICE here\n\r 10%|bar")
+            time.sleep(0.1)
+            os.write(2, b"\nlast")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    assert os.read(read_end, 1000) == b"keep 1\n\r 10%|bar\nlast"
+    os.close(read_end)
