@@ -14,11 +14,24 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own tmp_path setup
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns (``constants``, ``unicode_data``) as soon as tests
+    are collected, in ``.hypothesis`` of the working directory: in the run's temporary
+    folder instead, not in the checkout."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(config._tmp_path_factory.mktemp("hypothesis"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_home_writes(tmp_path_factory: pytest.TempPathFactory):
-    """Tests never touch the user's home: the CLI's default store lives under XDG_CACHE_HOME."""
+    """Tests write nothing in the user's home: the CLI's default store goes under
+    XDG_CACHE_HOME, Ray's ~/.ray/auth_token and the hf command's update checks under HOME,
+    both temporary folders of the run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
         yield
 
 
