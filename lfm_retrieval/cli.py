@@ -671,6 +671,18 @@ def _model_names(
     return names[0], names[1]
 
 
+def _models_to_load(
+    args: argparse.Namespace, recorded: tuple[str | None, str | None]
+) -> tuple[str | None, str | None]:
+    """:func:`_model_names` for a command that encodes: at least one must be left."""
+    names = _model_names(args, recorded)
+    if names == (None, None):
+        raise CommandError(
+            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
+        )
+    return names
+
+
 def _load_models(
     args: argparse.Namespace,
     recorded: tuple[str | None, str | None] = (None, None),
@@ -687,11 +699,7 @@ def _load_models(
         resolve_encoder,
     )
 
-    names = _model_names(args, recorded)
-    if names == (None, None):
-        raise CommandError(
-            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
-        )
+    names = _models_to_load(args, recorded)
     wanted = (dense and names[0] is not None, colbert and names[1] is not None)
     _check_models_exist(args, names, recorded, wanted)
     loaded: list[Any] = []

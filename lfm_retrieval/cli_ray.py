@@ -58,11 +58,7 @@ def index_on_ray(args: argparse.Namespace, collection: str) -> int:
 
     with cli_store.open_client(args) as client:  # read the record; the store is reopened below
         recorded = cli._recorded_models(client, collection)
-    dense, colbert = cli._model_names(args, recorded)
-    if dense is None and colbert is None:
-        raise CommandError(
-            "--embedding-model and --colbert-model are both 'none'; keep at least one", EXIT_USAGE
-        )
+    dense, colbert = cli._models_to_load(args, recorded)
     cli._check_models_exist(args, (dense, colbert), recorded)
     points = CorpusPoints(args.corpus)
     rows = [

@@ -936,10 +936,12 @@ class MultiVectorWriter(StoreMethods):
         if exists:
             info = yield Call("get_collection", {"collection_name": name})
             stored = CollectionRecord.from_metadata(info.config.metadata, name)
-            if stored is not None:  # other models first: the likeliest cause of another width
+            if stored is None:  # not ours: what its layout lacks, then that it has no record
+                check_layout(info, self._layout, name, exact=write)
                 self._record.check(stored, name)
-            check_layout(info, self._layout, name, exact=write)
-            self._record.check(stored, name)
+            else:  # other models first: the likeliest cause of another width
+                self._record.check(stored, name)
+                check_layout(info, self._layout, name, exact=write)
             # The collection decides the lexical leg: its own BM25 settings, or none.
             self._lexical = stored.lexical if stored is not None and has_lexical(info) else None
         self._checked.add(write)

@@ -22,11 +22,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
-from qdrant_client import QdrantClient
 
 from lfm_core import CollectionError, InputError
 from lfm_llamaindex import LFMColBERTRetriever, LFMEmbedding, LFMQdrantVectorStore
-from lfm_qdrant import EdgeStore, MultiVectorWriter
+from lfm_qdrant import MultiVectorWriter
 
 DOCS = {
     "ship": "Orders ship within two days of payment. Tracking numbers arrive by email. "
@@ -36,16 +35,6 @@ DOCS = {
     "password": "Reset your password from the login page. The link expires after an hour. "
     "Ask support if the email never comes.",
 }
-
-
-@pytest.fixture(params=["edge", "memory"])
-def client(request, tmp_path):
-    if request.param == "edge":
-        store = EdgeStore(tmp_path / "store")
-        yield store
-        store.close()
-    else:
-        yield QdrantClient(":memory:")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from lfm_qdrant import (
     document_key,
     point_id,
 )
+from tests.texts import prose
 
 TEXTS = ["first document", "second, longer document", "third"]
 
@@ -87,15 +88,6 @@ def test_add_encoded_checks_the_vectors_before_writing(
         store.close()
 
 
-def _prose(seed: int, paragraphs: int) -> str:
-    rng = np.random.default_rng(seed)
-    words = ["install", "the", "server", "then", "restart", "cache", "and", "check", "logs"]
-    return "\n\n".join(
-        " ".join(words[i] for i in rng.integers(0, len(words), 12)).capitalize() + "."
-        for _ in range(paragraphs)
-    )
-
-
 def _encode_chunks(
     chunker: Chunker, texts: list[str], dense: DenseEncoder, colbert: LateInteractionEncoder
 ) -> tuple[list[list[tuple[int, int]]], Any, Any]:
@@ -109,7 +101,7 @@ def test_chunks_encoded_elsewhere_are_the_points_add_writes(
     tmp_path: Path, tiny_dense: DenseEncoder, tiny_colbert: LateInteractionEncoder
 ) -> None:
     small = ChunkingOptions(max_tokens=24, overlap_tokens=4)
-    texts = [_prose(1, 9), "a short one", _prose(2, 4)]
+    texts = [prose(1, 9, words=12), "a short one", prose(2, 4, words=12)]
     meta = [{"n": i / 3} for i in range(3)]
     store = EdgeStore(tmp_path)
     try:

@@ -51,13 +51,6 @@ def prose(seed: int, paragraphs: int) -> str:
     )
 
 
-@pytest.fixture(params=["edge", "memory"])
-def client(request, tmp_path):
-    store = EdgeStore(tmp_path / "edge") if request.param == "edge" else QdrantClient(":memory:")
-    yield store
-    store.close()
-
-
 def all_points(client: Any, name: str = "c") -> list[Any]:
     points, _ = client.scroll(name, limit=100_000, with_payload=True)
     return points

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
 from lfm_core import DenseEncoder, LateInteractionEncoder
-from lfm_qdrant import EdgeStore, MultiVectorWriter
+from lfm_qdrant import MultiVectorWriter
 from lfm_qdrant.explain import explain_hits, stored_colbert_vectors
 
 DOCS = [
@@ -21,15 +19,9 @@ DOCS = [
 QUERY = "when do orders ship?"
 
 
-@pytest.fixture(params=["edge", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "edge":
-        with EdgeStore(tmp_path / "store") as edge:
-            yield edge
-    else:
-        client = QdrantClient(":memory:")
-        yield client
-        client.close()
+@pytest.fixture
+def store(client: Any) -> Any:
+    return client
 
 
 @pytest.mark.parametrize("pool_factor", [1, 2])

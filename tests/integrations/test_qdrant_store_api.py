@@ -14,16 +14,6 @@ from lfm_qdrant import EdgeStore, ModelRecord, MultiVectorWriter, point_id
 TEXTS = [f"document number {i} about {topic}" for i, topic in enumerate("abcdefghij" * 2)]
 
 
-@pytest.fixture(params=["edge", "memory"])
-def client(request, tmp_path):
-    if request.param == "edge":
-        store = EdgeStore(tmp_path / "store")
-        yield store
-        store.close()
-    else:
-        yield QdrantClient(":memory:")
-
-
 @pytest.fixture
 def writer(client, tiny_dense, tiny_colbert):
     w = MultiVectorWriter(client, "c", dense=tiny_dense, colbert=tiny_colbert)

@@ -21,17 +21,9 @@ import ray
 from lfm_core import DenseEncoder, InputError, LateInteractionEncoder
 from lfm_qdrant import COLBERT, DENSE, ChunkingOptions, EdgeStore, MultiVectorWriter, SyncReport
 from lfm_ray import EncodeBatch, index_dataset
+from tests.texts import prose
 
 SMALL = ChunkingOptions(max_tokens=24, overlap_tokens=4)
-
-
-def prose(seed: int, sentences: int) -> str:
-    words = ["install", "the", "server", "then", "restart", "cache", "and", "check", "logs"]
-    rng = np.random.default_rng(seed)
-    return "\n\n".join(
-        " ".join(words[i] for i in rng.integers(0, len(words), 10)).capitalize() + "."
-        for _ in range(sentences)
-    )
 
 
 # Every seventh document is long: several chunks of SMALL.

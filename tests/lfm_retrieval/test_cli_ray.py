@@ -14,6 +14,7 @@ import pytest
 
 from lfm_qdrant import EdgeStore
 from lfm_retrieval.cli import main
+from tests.texts import prose
 
 CHUNKS = ["--chunk-tokens", "24", "--chunk-overlap", "4"]
 
@@ -35,15 +36,6 @@ def assert_same_points(a: dict[str, Any], b: dict[str, Any]) -> None:
             )
 
 
-def long_text(seed: int, sentences: int) -> str:
-    words = ["install", "the", "server", "then", "restart", "cache", "and", "check", "logs"]
-    rng = np.random.default_rng(seed)
-    return "\n\n".join(
-        " ".join(words[i] for i in rng.integers(0, len(words), 10)).capitalize() + "."
-        for _ in range(sentences)
-    )
-
-
 def write_corpus(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
 
@@ -59,7 +51,7 @@ def test_index_ray_equals_the_plain_command_and_so_does_its_sync(
         {
             "_id": f"d{i}",
             "title": f"T{i}",
-            "text": long_text(i, 6) if i % 5 == 2 else f"text number {i} " * (i % 4 + 1),
+            "text": prose(i, 6) if i % 5 == 2 else f"text number {i} " * (i % 4 + 1),
             "lang": "en",
         }
         for i in range(30)
@@ -86,7 +78,7 @@ def test_index_ray_equals_the_plain_command_and_so_does_its_sync(
     # The corpus changes: a long document removed, one shrunk, a short one grown, a new one.
     rows = [r for r in rows if r["_id"] != "d7"]
     rows[2]["text"] = "short now"
-    rows[3]["text"] = long_text(99, 5)
+    rows[3]["text"] = prose(99, 5)
     rows.append({"_id": "new", "text": "a new document"})
     write_corpus(corpus, rows)
     plain_line, ray_line = index("plain", "--sync"), index("ray", "--sync")
